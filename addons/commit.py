@@ -1,0 +1,64 @@
+"""commit: the last gate. Durable intent, then the envelope is swapped for the provider key and the call
+leaves; when it ends (response, upstream error or client abort) the usage is settled into a commit row."""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from .chain import ChainAddon, call_of, fail_closed
+
+__all__ = ["CommitAddon"]
+
+
+class CommitAddon(ChainAddon):
+    @fail_closed
+    async def request(self, flow: http.HTTPFlow) -> None:
+        call = self.active_call(flow)
+        if call is None:
+            return
+        await self.path.intent(call)
+        fwd = self.path.forward(call, flow.request.headers)
+        req = flow.request
+        for name in fwd.drop_headers:
+            del req.headers[name]
+        req.scheme, req.host, req.port, req.path = fwd.scheme, fwd.host, fwd.port, fwd.path
+        for name, value in fwd.set_headers.items():
+            req.headers[name] = value
+        call.gates.add("forwarded")
+
+    async def response(self, flow: http.HTTPFlow) -> None:
+        await self._settle(flow, aborted=False)
+
+    async def error(self, flow: http.HTTPFlow) -> None:
+        await self._settle(flow, aborted=True)
+
+    async def _settle(self, flow: http.HTTPFlow, *, aborted: bool) -> None:
+        call = call_of(flow)
+        if call is None or call.finished:
+            return
+        if "forwarded" not in call.gates:
+            # Ended before it was forwarded (client went away while sending, body too large for mitmproxy):
+            # nothing reached upstream; still one row, as a refusal.
+            err = flow.error.msg if flow.error else "request ended before it was forwarded"
+            from visionality.errors import RequestRejected
+
+            status = 413 if "body_size_limit" in err else 499
+            await self.path.refuse(call, RequestRejected(status, "request_incomplete", err))
+            return
+        resp = flow.response
+        try:
+            await self.path.settle(
+                call,
+                status=resp.status_code if resp is not None else 0,
+                body=resp.get_content(strict=False) if resp is not None and resp.raw_content else None,
+                content_encoding=None,  # get_content() already decoded it
+                upstream_request_id=(
+                    (resp.headers.get("x-request-id") or resp.headers.get("request-id")) if resp is not None else None
+                ),
+                aborted=aborted or (flow.error is not None),
+            )
+        except Exception:
+            # Settling failed (ledger down mid-call): the intent is durable, recovery will charge it.
+            import logging
+
+            logging.getLogger("visionality.addons").exception("settle failed for %s", call.record.commit_id)

@@ -1,0 +1,143 @@
+"""Building a running appliance from its config: every component, wired once, in dependency order.
+
+Start-up order matters for the guarantees: the ledger replays its WAL first (so calls cut off by a crash
+become rows), then the budget counters are rebuilt from the ledger (so a restart never forgets spend),
+then revocations are loaded, and only then does the proxy open its listeners.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from .admin import AdminApi
+from .budget import Cap, Counters, bucket_for, counters_from_setting
+from .callpath import CallPath
+from .config import Config
+from .envelope import EnvelopeVerifier
+from .errors import ConfigError, LedgerError
+from .identity import Identity
+from .ledger import Ledger, open_views
+from .paserk import k4_pid
+from .pii import PiiPolicy, PiiScanner
+from .pricing import PriceCatalog
+from .registry import KeyRegistry
+from .revocation import RedisRevocationFeed, RevocationFile, RevocationWatcher
+
+__all__ = ["Appliance", "assemble", "spend_by_bucket"]
+
+log = logging.getLogger("visionality.assembly")
+
+
+@dataclass(slots=True)
+class Appliance:
+    config: Config
+    callpath: CallPath
+    admin: AdminApi
+    ledger: Ledger
+    counters: Counters
+    watcher: RevocationWatcher
+
+    def health(self) -> Mapping[str, Any]:
+        return {
+            "ledger_ok": self.ledger.healthy,
+            "revocations_ok": self.watcher.healthy,
+            "appliance_id": self.config.appliance_id,
+        }
+
+    async def close(self) -> None:
+        await self.watcher.stop()
+        try:
+            await self.ledger.close()
+        finally:
+            await self.counters.close()
+
+
+async def assemble(config: Config) -> Appliance:
+    home = config.home
+    signing_key = home.signing_key()
+    public = bytes(signing_key.verify_key)
+    verifier = EnvelopeVerifier({k4_pid(public): public}, config.deployment_id)
+
+    ledger = Ledger(
+        home.ledger_dir,
+        appliance_id=config.appliance_id,
+        signing_key=signing_key,
+        seal_max_rows=config.ledger_seal_max_rows,
+        seal_max_age_s=config.ledger_seal_max_age_s,
+    )
+    report = await ledger.start()
+    log.info("ledger ready: %s", report)
+
+    counters = counters_from_setting(config.budget_backend)
+    spent = spend_by_bucket(config, datetime.now(config.month_tz))
+    await counters.rebuild(spent, {})
+
+    revocation_file = RevocationFile(home.revocations_path)
+    revocations = revocation_file.load()
+    sources: list[Any] = [revocation_file]
+    if config.revocation_redis:
+        sources.append(RedisRevocationFeed(config.revocation_redis))
+    watcher = RevocationWatcher(revocations, sources)
+    await watcher.start()
+
+    identity = Identity(verifier, revocations)
+    pii = PiiScanner(PiiPolicy.from_mapping(config.pii))
+    prices = PriceCatalog(config.prices_path)
+    provider_keys = {name: p.api_key() for name, p in config.providers.items()}
+    for name, key in provider_keys.items():
+        if not key:
+            log.warning(
+                "no %s key: set %s (calls to %s will be refused with 503)",
+                name,
+                config.providers[name].api_key_env,
+                name,
+            )
+    callpath = CallPath(config, identity, pii, counters, prices, ledger, provider_keys)
+    app_holder: list[Appliance] = []
+    admin = AdminApi(config, identity, counters, KeyRegistry(home.key_registry_path), lambda: app_holder[0].health())
+    app = Appliance(config, callpath, admin, ledger, counters, watcher)
+    app_holder.append(app)
+    return app
+
+
+def spend_by_bucket(config: Config, now: datetime) -> dict[str, Decimal]:
+    """Settled spend per budget bucket, from every stream in the ledger (this month and all time).
+
+    Unsettled intents of this node were turned into rows by ``Ledger.start`` (charged at their reserved
+    worst case), so they are counted here too.
+    """
+    try:
+        con = open_views(config.home.ledger_dir)
+    except LedgerError as e:
+        raise ConfigError(f"cannot read the ledger to rebuild budget counters: {e}") from e
+    tz = str(config.month_tz)
+    try:
+        rows = con.execute(
+            """
+            SELECT key_id, project, strftime(timezone(?, ts), '%Y-%m') AS month, sum(cost_usd) AS spent
+            FROM commits WHERE cost_usd > 0 GROUP BY ALL
+            """,
+            [tz],
+        ).fetchall()
+    finally:
+        con.close()
+    month_now = now.strftime("%Y-%m")
+    out: dict[str, Decimal] = {}
+    zero = Decimal(0)
+    for key_id, project, month, spent in rows:
+        amount = Decimal(str(spent))
+        at = datetime.strptime(month + "-15", "%Y-%m-%d").replace(tzinfo=config.month_tz)
+        for scope, ident in (("key", key_id), ("project", project)):
+            if not ident:
+                continue
+            total = bucket_for(Cap(scope, ident, zero, "total"), at, month_tz=config.month_tz)
+            out[total] = out.get(total, zero) + amount
+            if month == month_now:
+                monthly = bucket_for(Cap(scope, ident, zero, "month"), at, month_tz=config.month_tz)
+                out[monthly] = out.get(monthly, zero) + amount
+    return out

@@ -1,0 +1,69 @@
+"""Who is calling: the key envelope from the request headers, verified offline, checked for revocation.
+
+The OpenAI SDKs send the key as ``Authorization: Bearer …``; the Anthropic SDK as ``x-api-key``.
+Portkey's SDK puts the upstream key in ``Authorization`` too. Either header may carry the envelope.
+Verification is pure CPU (Ed25519, ~70 µs) and the revocation check is a set lookup: no I/O per call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from .envelope import Claims, EnvelopeVerifier
+from .errors import EnvelopeError, RevokedError
+from .revocation import RevocationSet
+
+__all__ = ["Identity", "Caller", "envelope_from_headers"]
+
+# A PASETO v4.public token with our claims is ~600 characters; anything this large is not a key.
+_MAX_TOKEN_CHARS = 16 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    claims: Claims
+    envelope_digest: str  # sha256 hex of the token: names the envelope in the ledger, cannot be replayed
+
+
+def envelope_from_headers(headers: Mapping[str, str]) -> str:
+    """The envelope string, from ``Authorization: Bearer`` or ``x-api-key``. Header names are lower-case."""
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            token = value.strip()
+        else:
+            raise EnvelopeError("Authorization header must be 'Bearer <Visionality key>'")
+    else:
+        token = (headers.get("x-api-key") or "").strip()
+    if not token:
+        raise EnvelopeError(
+            "missing Visionality key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>' "
+            "(issue one with `visionality key issue`)"
+        )
+    if len(token) > _MAX_TOKEN_CHARS:
+        raise EnvelopeError(f"key is {len(token)} characters long; a Visionality key is under {_MAX_TOKEN_CHARS}")
+    if not token.startswith("v4.public."):
+        # Most often a provider key pasted where the Visionality key belongs: say so.
+        raise EnvelopeError(
+            "this is not a Visionality key (expected a 'v4.public.' envelope); provider keys are held by "
+            "the appliance, never by clients"
+        )
+    return token
+
+
+class Identity:
+    def __init__(self, verifier: EnvelopeVerifier, revocations: RevocationSet) -> None:
+        self._verifier = verifier
+        self._revocations = revocations
+
+    def identify(self, headers: Mapping[str, str]) -> Caller:
+        """Verify the caller's envelope. Raises EnvelopeError (401) or RevokedError (403)."""
+        token = envelope_from_headers(headers)
+        claims = self._verifier.verify(token)
+        reason = self._revocations.check(claims)
+        if reason is not None:
+            raise RevokedError(f"key {claims.jti} has been revoked: {reason}")
+        return Caller(claims, hashlib.sha256(token.encode()).hexdigest())
