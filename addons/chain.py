@@ -11,7 +11,6 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
 
 from mitmproxy import http
 from visionality.callpath import Call, CallPath
@@ -28,8 +27,7 @@ META_KEY = "visionality.call"
 BASE_TARGET = "visionality-base.invalid"
 ADMIN_TARGET = "visionality-admin.invalid"
 
-A = TypeVar("A", bound="ChainAddon")
-Hook = Callable[[A, http.HTTPFlow], Awaitable[None]]
+type Hook[A] = Callable[[A, http.HTTPFlow], Awaitable[None]]
 
 
 def call_of(flow: http.HTTPFlow) -> Call | None:
@@ -71,7 +69,7 @@ class ChainAddon:
         return call
 
 
-def fail_closed(hook: Hook[A]) -> Hook[A]:
+def fail_closed[A: ChainAddon](hook: Hook[A]) -> Hook[A]:
     @functools.wraps(hook)
     async def wrapper(self: A, flow: http.HTTPFlow) -> None:
         try:

@@ -133,10 +133,11 @@ class CallPath:
                 f"{self.config.max_body_bytes} (limits.max_body_bytes)",
             )
         if not self._provider_keys.get(route.provider):
+            env = self.config.providers[route.provider].api_key_env
             raise RequestRejected(
                 503,
                 "provider_key_missing",
-                f"the appliance holds no {route.provider} key (set {self.config.providers[route.provider].api_key_env})",
+                f"the appliance holds no {route.provider} key (set {env})",
                 err_type="api_error",
             )
         call.gates.add("route")

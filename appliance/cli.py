@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import wraps
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import click
 from nacl.signing import SigningKey
@@ -32,11 +32,8 @@ from .revocation import RedisRevocationFeed, RevocationFile
 
 __all__ = ["main", "cli"]
 
-P = ParamSpec("P")
-R = TypeVar("R")
 
-
-def domain_errors(fn: Callable[P, R]) -> Callable[P, R]:
+def domain_errors[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
     """Turn our errors into a one-line ClickException (exit 1) with the diagnostics text."""
 
     @wraps(fn)
