@@ -73,7 +73,7 @@ async def assemble(config: Config) -> Appliance:
     report = await ledger.start()
     log.info("ledger ready: %s", report)
 
-    counters = counters_from_setting(config.budget_backend)
+    counters = counters_from_setting(config.budget_backend, month_tz=config.month_tz)
     spent = spend_by_bucket(config, datetime.now(config.month_tz))
     await counters.rebuild(spent, {})
 
