@@ -33,6 +33,7 @@ from .errors import (
     VisionalityError,
 )
 from .estimate import input_token_bound, output_token_bound, worst_case_cost
+from .faults import inject
 from .identity import Caller, Identity
 from .metering import StreamMeter, Usage, body_usage, inject_stream_usage, stream_meter
 from .pii import PiiScanner
@@ -143,6 +144,7 @@ class CallPath:
         call.gates.add("route")
 
     def identify(self, call: Call, headers: Mapping[str, str]) -> None:
+        inject("identify")
         caller = self.identity.identify(headers)
         call.caller = caller
         c = caller.claims
@@ -203,6 +205,7 @@ class CallPath:
     def screen(self, call: Call) -> None:
         """PII pre-flight on everything that would go upstream. Any failure blocks (fail closed)."""
         assert call.route is not None
+        inject("pii")
         if call.body is not None:
             try:
                 found = self.pii.scan_request(call.route.provider, call.route.endpoint, call.body, call.record.project)
@@ -230,6 +233,7 @@ class CallPath:
 
     async def reserve(self, call: Call) -> None:
         assert call.route is not None and call.caller is not None
+        inject("budget")
         if not call.route.metered:
             call.gates.add("budget")
             return
@@ -265,12 +269,14 @@ class CallPath:
 
     async def intent(self, call: Call) -> None:
         """Durable intent before the call leaves: after kill -9 it is settled or recovered, never lost."""
+        inject("intent")
         if call.route is not None and call.route.metered:
             await self.ledger.append_intent(call.record)
         call.gates.add("intent")
 
     def forward(self, call: Call, request_headers: Mapping[str, str]) -> Forward:
         """The upstream rewrite. Re-checks every gate: nothing leaves that has not passed them all."""
+        inject("forward")
         missing = [g for g in GATES if g not in call.gates]
         if missing or call.finished or call.route is None:
             raise RuntimeError(f"call reached forward without passing gates {missing}")

@@ -29,9 +29,15 @@ def provider(fake_provider: FakeProviderProc) -> FakeProviderProc:
 def make_appliance(tmp_path: Path, provider: FakeProviderProc) -> Iterator[...]:  # type: ignore[misc]
     started: list[Appliance] = []
 
-    def make(*, config_extra: str = "", appliance_id: str = "node-1", home: Path | None = None, start: bool = True) -> Appliance:
-        app = Appliance.create(home or tmp_path / f"home-{len(started)}", provider.url, config_extra=config_extra,
-                               appliance_id=appliance_id)
+    def make(
+        *, config_extra: str = "", appliance_id: str = "node-1", home: Path | None = None, start: bool = True
+    ) -> Appliance:
+        app = Appliance.create(
+            home or tmp_path / f"home-{len(started)}",
+            provider.url,
+            config_extra=config_extra,
+            appliance_id=appliance_id,
+        )
         started.append(app)
         if start:
             app.start()

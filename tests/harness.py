@@ -94,7 +94,9 @@ class Appliance:
     # -- lifecycle ----------------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, home: Path, provider_url: str, *, config_extra: str = "", appliance_id: str = "node-1") -> Appliance:
+    def create(
+        cls, home: Path, provider_url: str, *, config_extra: str = "", appliance_id: str = "node-1"
+    ) -> Appliance:
         env = dict(os.environ)
         env.update(
             VISIONALITY_HOME=str(home),
