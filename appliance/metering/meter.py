@@ -1,0 +1,257 @@
+"""Meter a response as it passes: streams chunk by chunk (never buffered), bodies in one go.
+
+``StreamMeter.feed`` is called from mitmproxy's stream callable with the raw bytes off the wire and returns the
+bytes to send on. It never raises and never holds the stream back, with one deliberate exception: when the
+appliance injected ``stream_options.include_usage`` for a client that did not ask, the usage chunk must be cut
+out again, so complete SSE events are passed on and a partial event waits for its blank line. That filter only
+runs on an unencoded stream (the caller forces ``Accept-Encoding: identity`` upstream in that case); if the stream
+arrives encoded anyway it is passed through untouched and only metered (re-encoding is not worth the risk), and
+``notes.parse_error`` says so. A held partial event larger than ``MAX_HELD`` ends filtering the same way.
+
+mitmproxy calls the stream callable with ``b""`` at the end of the body: that flushes whatever is held.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from . import anthropic as _anthropic
+from . import openai as _openai
+from .decoding import DecodeError, StreamDecoder, UnsupportedEncoding, decode_body
+from .sse import SSEEvent, SSEParser
+from .usage import EventHandler, Notes, Usage
+
+__all__ = ["MAX_HELD", "StreamMeter", "stream_meter", "body_usage", "upstream_request_id"]
+
+MAX_HELD = 1024 * 1024
+"""Largest partial event the include_usage filter holds back before giving up filtering (a chat chunk is
+a few hundred bytes; anything near this is not a chat stream)."""
+
+PROVIDERS = {"openai", "anthropic"}
+
+
+class StreamMeter:
+    """Counts usage in one streamed response; see the module doc."""
+
+    __slots__ = (
+        "_decoder",
+        "_ended",
+        "_filtering",
+        "_finished",
+        "_handler",
+        "_held",
+        "_metering",
+        "_parser",
+        "_usage",
+        "first_byte_at",
+        "notes",
+    )
+
+    def __init__(self, handler: EventHandler, content_encoding: str | None, *, strip_injected_usage: bool) -> None:
+        self._handler = handler
+        self._usage = Usage()
+        self.notes = Notes()
+        self.first_byte_at: float | None = None
+        self._parser = SSEParser()
+        self._held = bytearray()
+        self._ended = False
+        self._finished = False
+        self._metering = True
+        try:
+            self._decoder = StreamDecoder(content_encoding)
+        except UnsupportedEncoding as e:
+            self._decoder = StreamDecoder(None)
+            self._metering = False
+            self.notes.parse(str(e))
+        self._filtering = strip_injected_usage and self._metering
+        if strip_injected_usage and not self._decoder.identity:
+            self._filtering = False
+            self.notes.parse(f"stream is {content_encoding}-encoded: injected usage chunk passed through unfiltered")
+
+    @property
+    def parse_error(self) -> str | None:
+        return self.notes.parse_error
+
+    @property
+    def upstream_error(self) -> str | None:
+        return self.notes.upstream_error
+
+    @property
+    def usage(self) -> Usage:
+        """The usage seen so far (a copy)."""
+        return self._usage.copy()
+
+    def feed(self, chunk: bytes) -> bytes:
+        if not chunk:
+            return self._end()
+        if self.first_byte_at is None:
+            self.first_byte_at = time.perf_counter()
+        if self._ended:
+            return chunk
+        if self._filtering:
+            return self._feed_filtered(chunk)
+        if self._metering:
+            try:
+                for piece in self._decoder.feed(chunk):
+                    for _, ev in self._parser.feed(piece):
+                        self._on_event(ev)
+            except DecodeError as e:
+                self._metering = False
+                self.notes.parse(f"cannot decode stream: {e}")
+            except Exception as e:  # never break the client's stream over a meter bug
+                self._metering = False
+                self.notes.parse(f"meter failed: {type(e).__name__}: {e}")
+        return chunk
+
+    def finish(self) -> Usage:
+        """After the end or an abort: the best usage seen so far. Idempotent."""
+        if not self._finished:
+            self._finished = True
+            if not self._ended:
+                self._ended = True
+                self._flush_metering()
+            self._held = bytearray()
+        return self._usage.copy()
+
+    # -- internals ------------------------------------------------------------------------------------
+
+    def _on_event(self, ev: SSEEvent) -> bool:
+        try:
+            return self._handler(ev, self._usage, self.notes)
+        except ValueError as e:  # json.JSONDecodeError included
+            self.notes.parse(f"malformed event {ev.event or 'message'}: {e}")
+        return False
+
+    def _feed_filtered(self, chunk: bytes) -> bytes:
+        try:
+            events = self._parser.feed(chunk)
+        except Exception as e:
+            return self._stop_filtering(f"meter failed: {type(e).__name__}: {e}", chunk)
+        if not events:
+            self._held += chunk
+            if len(self._held) > MAX_HELD:
+                return self._stop_filtering(f"partial event over {MAX_HELD} bytes: filtering stopped", b"")
+            return b""
+        buf = bytes(self._held) + chunk if self._held else chunk
+        base = len(self._held)
+        out = bytearray()
+        start = 0
+        for offset, ev in events:
+            end = base + offset
+            if not self._on_event(ev):
+                out += buf[start:end]
+            start = end
+        self._held = bytearray(buf[start:])
+        if len(self._held) > MAX_HELD:
+            out += self._stop_filtering(f"partial event over {MAX_HELD} bytes: filtering stopped", b"")
+        return bytes(out)
+
+    def _stop_filtering(self, why: str, extra: bytes) -> bytes:
+        """Give up filtering: release what is held (plus ``extra``) and pass everything through from now on."""
+        self.notes.parse(why)
+        self._filtering = False
+        self._metering = False  # the parser's state can no longer be trusted
+        out = bytes(self._held) + extra
+        self._held = bytearray()
+        return out
+
+    def _end(self) -> bytes:
+        if self._ended:
+            return b""
+        self._ended = True
+        if self._filtering:
+            dropped = False
+            try:
+                for ev in self._parser.close():
+                    dropped = self._on_event(ev) or dropped
+            except Exception as e:
+                self.notes.parse(f"meter failed: {type(e).__name__}: {e}")
+            out = b"" if dropped else bytes(self._held)
+            self._held = bytearray()
+            return out
+        self._flush_metering()
+        return b""
+
+    def _flush_metering(self) -> None:
+        if not self._metering:
+            return
+        try:
+            if not self._filtering:
+                for piece in self._decoder.flush():
+                    for _, ev in self._parser.feed(piece):
+                        self._on_event(ev)
+            for ev in self._parser.close():
+                self._on_event(ev)
+        except DecodeError as e:
+            self.notes.parse(f"cannot decode stream: {e}")
+        except Exception as e:
+            self.notes.parse(f"meter failed: {type(e).__name__}: {e}")
+
+
+def _handler(provider: str, endpoint: str) -> EventHandler:
+    if provider == "anthropic":
+        return _anthropic.MessagesStream()
+    if provider == "openai":
+        if endpoint == "responses":
+            return _openai.ResponsesStream()
+        return _openai.ChatStream()
+    raise ValueError(f"unknown provider {provider!r}")
+
+
+def stream_meter(
+    provider: str, endpoint: str, *, content_encoding: str | None, strip_injected_usage: bool
+) -> StreamMeter:
+    """A meter for one streamed response. ``strip_injected_usage`` only applies to OpenAI chat streams."""
+    strip = strip_injected_usage and provider == "openai" and endpoint in ("chat.completions", "completions")
+    return StreamMeter(_handler(provider, endpoint), content_encoding, strip_injected_usage=strip)
+
+
+def _looks_like_sse(body: bytes) -> bool:
+    head = body.lstrip()[:16]
+    return head.startswith((b"data:", b"event:", b":", b"id:"))
+
+
+def body_usage(provider: str, endpoint: str, body: bytes, content_encoding: str | None) -> Usage:
+    """Usage from a whole (non-stream) response body. Never raises; an unparseable body gives ``Usage()``.
+
+    mitmproxy normally hands over ``.content`` already decoded while the header still names the coding, so a
+    body that fails to decode is tried as-is.
+    """
+    if provider not in PROVIDERS or not body:
+        return Usage()
+    data = body
+    if content_encoding and content_encoding.strip().lower() not in ("", "identity"):
+        try:
+            data = decode_body(body, content_encoding)
+        except (DecodeError, UnsupportedEncoding):
+            data = body
+    if _looks_like_sse(data):
+        # A stream that reached us whole (e.g. content-type was not text/event-stream).
+        m = stream_meter(provider, endpoint, content_encoding=None, strip_injected_usage=False)
+        m.feed(data)
+        return m.finish()
+    try:
+        obj: Any = json.loads(data)
+    except ValueError:
+        return Usage()
+    if not isinstance(obj, dict):
+        return Usage()
+    if provider == "anthropic":
+        return _anthropic.body_usage(obj)
+    return _openai.body_usage(endpoint, obj)
+
+
+def upstream_request_id(provider: str, headers: Mapping[str, str]) -> str | None:
+    """The provider's request id: OpenAI ``x-request-id``, Anthropic ``request-id``.
+
+    Looked up case-insensitively (mitmproxy's Headers already are; a plain dict may not be).
+    """
+    names = ("request-id", "x-request-id") if provider == "anthropic" else ("x-request-id", "request-id")
+    lowered = {k.lower(): v for k, v in headers.items()}
+    for name in names:
+        if name in lowered:
+            return lowered[name]
+    return None
