@@ -26,7 +26,7 @@ from .paserk import k4_pid
 from .pii import PiiPolicy, PiiScanner
 from .pricing import PriceCatalog
 from .registry import KeyRegistry
-from .revocation import RedisRevocationFeed, RevocationFile, RevocationWatcher
+from .revocation import RedisRevocationFeed, RevocationFile, RevocationSet, RevocationSource, RevocationWatcher
 
 __all__ = ["Appliance", "assemble", "spend_by_bucket"]
 
@@ -77,15 +77,15 @@ async def assemble(config: Config) -> Appliance:
     spent = spend_by_bucket(config, datetime.now(config.month_tz))
     await counters.rebuild(spent, {})
 
-    revocation_file = RevocationFile(home.revocations_path)
-    revocations = revocation_file.load()
-    sources: list[Any] = [revocation_file]
+    revocations = RevocationSet()
+    sources: list[RevocationSource] = [RevocationFile(home.revocations_path)]
     if config.revocation_redis:
         sources.append(RedisRevocationFeed(config.revocation_redis))
     watcher = RevocationWatcher(revocations, sources)
+    await watcher.poll_once()  # the full list is in force before the first call is accepted
     await watcher.start()
 
-    identity = Identity(verifier, revocations)
+    identity = Identity(verifier, revocations, lambda: watcher.healthy)
     pii = PiiScanner(PiiPolicy.from_mapping(config.pii))
     prices = PriceCatalog(config.prices_path)
     provider_keys = {name: p.api_key() for name, p in config.providers.items()}

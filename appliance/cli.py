@@ -244,7 +244,9 @@ def key_revoke(home: Home, key_id: str | None, sub: str | None, reason: str) -> 
     assert value is not None
     record = RevocationFile(home.revocations_path).append(kind, value, reason, _operator())
     if config.revocation_redis:
-        RedisRevocationFeed(config.revocation_redis).append_record(record)
+        RedisRevocationFeed(config.revocation_redis).append(
+            record.kind, record.value, record.reason, record.by, not_before=record.not_before
+        )
     _events(home, home.signing_key()).append("key_revoked", kind=kind, value=value, reason=reason, by=_operator())
     click.echo(f"revoked {kind} {value}", err=True)
 

@@ -8,12 +8,12 @@ Verification is pure CPU (Ed25519, ~70 µs) and the revocation check is a set lo
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from .envelope import Claims, EnvelopeVerifier
 from .errors import EnvelopeError, RevokedError
-from .revocation import RevocationSet
+from .revocation import RevocationSet, RevocationUnavailable
 
 __all__ = ["Identity", "Caller", "envelope_from_headers"]
 
@@ -55,14 +55,20 @@ def envelope_from_headers(headers: Mapping[str, str]) -> str:
 
 
 class Identity:
-    def __init__(self, verifier: EnvelopeVerifier, revocations: RevocationSet) -> None:
+    def __init__(
+        self, verifier: EnvelopeVerifier, revocations: RevocationSet, healthy: Callable[[], bool] = lambda: True
+    ) -> None:
         self._verifier = verifier
         self._revocations = revocations
+        self._healthy = healthy
 
     def identify(self, headers: Mapping[str, str]) -> Caller:
         """Verify the caller's envelope. Raises EnvelopeError (401) or RevokedError (403)."""
         token = envelope_from_headers(headers)
         claims = self._verifier.verify(token)
+        if not self._healthy():
+            # A revocation we cannot see must not be bypassed: while the revocation feed is stale, refuse.
+            raise RevocationUnavailable("the revocation list cannot be read; refusing until it can (fail closed)")
         reason = self._revocations.check(claims)
         if reason is not None:
             raise RevokedError(f"key {claims.jti} has been revoked: {reason}")

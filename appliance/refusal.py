@@ -24,6 +24,7 @@ from .errors import (
     RevokedError,
     VisionalityError,
 )
+from .revocation import RevocationUnavailable
 
 __all__ = ["Refusal", "refusal_for", "internal_error"]
 
@@ -90,7 +91,7 @@ def refusal_for(exc: VisionalityError) -> Refusal:
         )
     if isinstance(exc, PricingError):
         return Refusal(400, "model_not_priced", "invalid_request_error", str(exc), Decision.BLOCKED_PRICE)
-    if isinstance(exc, BudgetUnavailable | LedgerUnavailable):
+    if isinstance(exc, BudgetUnavailable | LedgerUnavailable | RevocationUnavailable):
         return Refusal(
             503,
             "appliance_unavailable",
