@@ -49,8 +49,7 @@ CHAT_PATH = "/v1/chat/completions"
 # The fake provider's keys (tests/fakeprovider.py DEFAULT_OPENAI_KEY / DEFAULT_ANTHROPIC_KEY).
 FAKE_OPENAI_KEY = "sk-fake-openai"
 FAKE_ANTHROPIC_KEY = "sk-ant-fake-anthropic"
-ALL_TARGETS = ("direct", "mitmdump", "mitmdump-tls", "visionality-base", "visionality-proxy", "portkey",
-               "litellm")
+ALL_TARGETS = ("direct", "mitmdump", "mitmdump-tls", "visionality-base", "visionality-proxy", "portkey", "litellm")
 # Issue 2 goals, "Tests and benchmark": Visionality with its whole chain on adds < 1 ms over bare mitmdump
 # at c=1 (p50), keeps >= 80 % of its throughput at c=32, adds < 5 ms to the first streamed byte.
 GOAL_ADDED_MS = 1.0
@@ -87,8 +86,16 @@ def _port_open(port: int) -> bool:
 class Proc:
     """A child process in its own session, output to a log file, pinned with taskset when asked."""
 
-    def __init__(self, name: str, argv: list[str], *, workdir: Path, core: int | None,
-                 env: dict[str, str | None] | None = None, cwd: Path | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        workdir: Path,
+        core: int | None,
+        env: dict[str, str | None] | None = None,
+        cwd: Path | None = None,
+    ) -> None:
         self.name = name
         self.log_path = workdir / f"{name}.log"
         self._log = open(self.log_path, "wb")  # noqa: SIM115 -- closed in stop()
@@ -100,8 +107,15 @@ class Proc:
                 full_env.pop(k, None)
             else:
                 full_env[k] = v
-        self.popen = subprocess.Popen(argv, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                      env=full_env, cwd=cwd, start_new_session=True)
+        self.popen = subprocess.Popen(
+            argv,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=full_env,
+            cwd=cwd,
+            start_new_session=True,
+        )
         self.pid = self.popen.pid  # taskset execs the program: same pid
 
     def log_text(self) -> str:
@@ -152,7 +166,7 @@ def _tree(pid: int) -> list[int]:
                 stat = f.read()
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(b")") + 2:].split()[1])
+        ppid = int(stat[stat.rindex(b")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(d))
     out, todo = [], [pid]
     while todo:
@@ -171,7 +185,7 @@ def cpu_seconds(pid: int) -> float:
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rindex(b")") + 2:].split()
+        fields = stat[stat.rindex(b")") + 2 :].split()
         # fields[0] is field 3 (state): utime=14, stime=15, cutime=16, cstime=17 (proc(5))
         ticks += sum(int(x) for x in fields[11:15])
     return ticks / _CLK_TCK
@@ -241,8 +255,16 @@ def _mitmdump() -> str:
 def t_mitmdump(env: Env) -> Running:
     port = _free_port()
     confdir = env.workdir / "mitm-plain"
-    argv = [_mitmdump(), "--mode", f"reverse:http://{LOOPBACK}:{env.fake_port}@{port}", "-q",
-            "--set", f"listen_host={LOOPBACK}", "--set", f"confdir={confdir}"]
+    argv = [
+        _mitmdump(),
+        "--mode",
+        f"reverse:http://{LOOPBACK}:{env.fake_port}@{port}",
+        "-q",
+        "--set",
+        f"listen_host={LOOPBACK}",
+        "--set",
+        f"confdir={confdir}",
+    ]
     p = env.start("mitmdump", argv)
     p.wait_ready(port, timeout=env.startup_timeout)
     return Running(Target(LOOPBACK, port, CHAT_PATH, _openai_auth()), p)
@@ -266,16 +288,40 @@ def t_mitmdump_tls(env: Env) -> Running:
     confdir = env.workdir / "mitm-tls"
     addon = env.workdir / "redirect_addon.py"
     addon.write_text(_REDIRECT_ADDON.format(port=env.fake_port))
-    argv = [_mitmdump(), "--mode", f"regular@{port}", "-q", "--set", f"listen_host={LOOPBACK}",
-            "--set", f"confdir={confdir}", "--set", "connection_strategy=lazy", "--set", "upstream_cert=false",
-            "-s", str(addon)]
+    argv = [
+        _mitmdump(),
+        "--mode",
+        f"regular@{port}",
+        "-q",
+        "--set",
+        f"listen_host={LOOPBACK}",
+        "--set",
+        f"confdir={confdir}",
+        "--set",
+        "connection_strategy=lazy",
+        "--set",
+        "upstream_cert=false",
+        "-s",
+        str(addon),
+    ]
     p = env.start("mitmdump-tls", argv)
     p.wait_ready(port, timeout=env.startup_timeout)
     ca = confdir / "mitmproxy-ca-cert.pem"
     if not ca.exists():
         raise Unavailable(f"mitmdump did not write its CA to {ca}")
-    return Running(Target(LOOPBACK, port, CHAT_PATH, _openai_auth(), host_header="api.openai.com",
-                          connect_to="api.openai.com:443", tls_server_name="api.openai.com", ca_file=str(ca)), p)
+    return Running(
+        Target(
+            LOOPBACK,
+            port,
+            CHAT_PATH,
+            _openai_auth(),
+            host_header="api.openai.com",
+            connect_to="api.openai.com:443",
+            tls_server_name="api.openai.com",
+            ca_file=str(ca),
+        ),
+        p,
+    )
 
 
 def _visionality_cli() -> list[str]:
@@ -290,8 +336,9 @@ def _visionality_cli() -> list[str]:
 
 def _run_cli(argv: list[str], what: str, env: dict[str, str]) -> str:
     try:
-        r = subprocess.run(argv, capture_output=True, text=True, timeout=60, env={**os.environ, **env},
-                           stdin=subprocess.DEVNULL)
+        r = subprocess.run(
+            argv, capture_output=True, text=True, timeout=60, env={**os.environ, **env}, stdin=subprocess.DEVNULL
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
         raise Unavailable(f"`{what}` failed: {e}") from e
     if r.returncode != 0:
@@ -307,18 +354,47 @@ def _visionality_up(env: Env, name: str) -> tuple[Proc, Path, str, int, int]:
     cli = _visionality_cli()
     home = env.workdir / f"home-{name}"
     up = f"http://{LOOPBACK}:{env.fake_port}"
-    _run_cli([*cli, "--home", str(home), "init", "--upstream", f"openai={up}", "--upstream", f"anthropic={up}"],
-             "visionality init", _VIS_KEYS)
-    out = _run_cli([*cli, "--home", str(home), "key", "issue", "--sub", "alice@example.com", "--email",
-                    "alice@example.com", "--task", "BENCH-1", "--budget", "1000000"], "visionality key issue",
-                   _VIS_KEYS)
+    _run_cli(
+        [*cli, "--home", str(home), "init", "--upstream", f"openai={up}", "--upstream", f"anthropic={up}"],
+        "visionality init",
+        _VIS_KEYS,
+    )
+    out = _run_cli(
+        [
+            *cli,
+            "--home",
+            str(home),
+            "key",
+            "issue",
+            "--sub",
+            "alice@example.com",
+            "--email",
+            "alice@example.com",
+            "--task",
+            "BENCH-1",
+            "--budget",
+            "1000000",
+        ],
+        "visionality key issue",
+        _VIS_KEYS,
+    )
     lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
     if not lines:
         raise Unavailable("`visionality key issue` printed no key")
     envelope = lines[-1]
     base, proxy, admin = _free_port(), _free_port(), _free_port()
-    argv = [*cli, "--home", str(home), "up", "--base-listen", f"{LOOPBACK}:{base}",
-            "--proxy-listen", f"{LOOPBACK}:{proxy}", "--admin-listen", f"{LOOPBACK}:{admin}"]
+    argv = [
+        *cli,
+        "--home",
+        str(home),
+        "up",
+        "--base-listen",
+        f"{LOOPBACK}:{base}",
+        "--proxy-listen",
+        f"{LOOPBACK}:{proxy}",
+        "--admin-listen",
+        f"{LOOPBACK}:{admin}",
+    ]
     p = env.start(name, argv, env=_VIS_KEYS)
     p.wait_ready(base, timeout=env.startup_timeout, line="visionality ready")
     if not _port_open(proxy):
@@ -330,8 +406,9 @@ def _vis_available() -> None:
     cli = _visionality_cli()
     r = subprocess.run([*cli, "up", "--help"], capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
     if r.returncode != 0:
-        raise Unavailable("`visionality up` does not exist yet: "
-                          + (r.stderr.strip() or r.stdout.strip()).splitlines()[-1][:200])
+        raise Unavailable(
+            "`visionality up` does not exist yet: " + (r.stderr.strip() or r.stdout.strip()).splitlines()[-1][:200]
+        )
 
 
 def t_visionality_base(env: Env) -> Running:
@@ -346,9 +423,19 @@ def t_visionality_proxy(env: Env) -> Running:
     ca = home / "ca" / "mitmproxy-ca-cert.pem"
     if not ca.exists():
         raise Unavailable(f"no deployment CA at {ca}")
-    return Running(Target(LOOPBACK, proxy, CHAT_PATH, {"Authorization": f"Bearer {envelope}"},
-                          host_header="api.openai.com", connect_to="api.openai.com:443",
-                          tls_server_name="api.openai.com", ca_file=str(ca)), p)
+    return Running(
+        Target(
+            LOOPBACK,
+            proxy,
+            CHAT_PATH,
+            {"Authorization": f"Bearer {envelope}"},
+            host_header="api.openai.com",
+            connect_to="api.openai.com:443",
+            tls_server_name="api.openai.com",
+            ca_file=str(ca),
+        ),
+        p,
+    )
 
 
 def t_portkey(env: Env) -> Running:
@@ -361,8 +448,11 @@ def t_portkey(env: Env) -> Running:
     port = _free_port()
     p = env.start("portkey", [node, str(server), "--headless", f"--port={port}"], cwd=CACHE / "portkey")
     p.wait_ready(port, timeout=env.startup_timeout)
-    headers = {**_openai_auth(), "x-portkey-provider": "openai",
-               "x-portkey-custom-host": f"http://{LOOPBACK}:{env.fake_port}/v1"}
+    headers = {
+        **_openai_auth(),
+        "x-portkey-provider": "openai",
+        "x-portkey-custom-host": f"http://{LOOPBACK}:{env.fake_port}/v1",
+    }
     # Portkey forwards only the headers it knows; x-portkey-forward-headers names extra ones to pass on.
     stream = {**STREAM_HEADERS, "x-portkey-forward-headers": ",".join(STREAM_HEADERS)}
     return Running(Target(LOOPBACK, port, CHAT_PATH, headers), p, stream_headers=stream)
@@ -390,21 +480,31 @@ def t_litellm(env: Env) -> Running:
         raise Unavailable("LiteLLM not installed (bash bench/setup_peers.sh litellm)")
     port = _free_port()
     cfg = env.workdir / "litellm.yaml"
-    cfg.write_text(_LITELLM_CONFIG.format(port=env.fake_port, key=FAKE_OPENAI_KEY, chunks=STREAM_CHUNKS,
-                                          delay=STREAM_CHUNK_DELAY_MS))
+    cfg.write_text(
+        _LITELLM_CONFIG.format(
+            port=env.fake_port, key=FAKE_OPENAI_KEY, chunks=STREAM_CHUNKS, delay=STREAM_CHUNK_DELAY_MS
+        )
+    )
     # No database (no DATABASE_URL): no keys, budgets or spend logs -- less work than Visionality does.
     # The local cost map: no network here, and a remote fetch at start would only add a timeout.
     # A master key (recent LiteLLM refuses to start without one): clients present it, like an envelope.
     master = "sk-bench-" + secrets.token_hex(32)
-    lenv: dict[str, str | None] = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR",
-                                   "LITELLM_MODE": "PRODUCTION", "LITELLM_MASTER_KEY": master}
+    lenv: dict[str, str | None] = {
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_LOG": "ERROR",
+        "LITELLM_MODE": "PRODUCTION",
+        "LITELLM_MASTER_KEY": master,
+    }
     for k in ("DATABASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL"):
         lenv[k] = None
-    p = env.start("litellm", [str(exe), "--config", str(cfg), "--host", LOOPBACK, "--port", str(port),
-                              "--num_workers", "1"], env=lenv, cwd=env.workdir)
+    p = env.start(
+        "litellm",
+        [str(exe), "--config", str(cfg), "--host", LOOPBACK, "--port", str(port), "--num_workers", "1"],
+        env=lenv,
+        cwd=env.workdir,
+    )
     p.wait_ready(port, timeout=max(env.startup_timeout, 90))
-    return Running(Target(LOOPBACK, port, CHAT_PATH, {"Authorization": f"Bearer {master}"}), p,
-                   stream_headers={})
+    return Running(Target(LOOPBACK, port, CHAT_PATH, {"Authorization": f"Bearer {master}"}), p, stream_headers={})
 
 
 BUILDERS: dict[str, Callable[[Env], Running]] = {
@@ -456,16 +556,30 @@ class Result:
         def ms(v: float) -> float | None:
             return None if math.isnan(v) else round(v * 1000, 3)
 
-        d: dict[str, Any] = {"target": self.name, "status": self.status, "reason": self.reason,
-                             "description": DESCRIPTIONS.get(self.name, "")}
-        for key, ph, vals in (("c1", self.c1, "latencies"), ("cN", self.cN, "latencies"),
-                              ("stream_ttfb", self.stream, "ttfbs")):
+        d: dict[str, Any] = {
+            "target": self.name,
+            "status": self.status,
+            "reason": self.reason,
+            "description": DESCRIPTIONS.get(self.name, ""),
+        }
+        for key, ph, vals in (
+            ("c1", self.c1, "latencies"),
+            ("cN", self.cN, "latencies"),
+            ("stream_ttfb", self.stream, "ttfbs"),
+        ):
             if ph is None:
                 continue
             xs = getattr(ph, vals)
-            d[key] = {"p50_ms": ms(percentile(xs, 50)), "p99_ms": ms(percentile(xs, 99)), "ok": ph.ok,
-                      "errors": ph.errors, "concurrency": ph.concurrency, "rps": round(ph.rps, 1),
-                      "elapsed_s": round(ph.elapsed, 3), "error_samples": ph.error_samples}
+            d[key] = {
+                "p50_ms": ms(percentile(xs, 50)),
+                "p99_ms": ms(percentile(xs, 99)),
+                "ok": ph.ok,
+                "errors": ph.errors,
+                "concurrency": ph.concurrency,
+                "rps": round(ph.rps, 1),
+                "elapsed_s": round(ph.elapsed, 3),
+                "error_samples": ph.error_samples,
+            }
         d["cpu_ms_per_req"] = None if math.isnan(self.cpu_ms_per_req) else round(self.cpu_ms_per_req, 3)
         d["peak_rss_mb"] = None if math.isnan(self.peak_rss_mb) else round(self.peak_rss_mb, 1)
         return d
@@ -490,19 +604,40 @@ async def measure(name: str, run: Running, opts: Options) -> Result:
     # Warm-up: connections, caches, JIT (node), imports on first use (LiteLLM).
     if opts.warmup > 0:
         await run_phase(run.target, plain, concurrency=1, requests=opts.requests, duration=opts.warmup / 3)
-        await run_phase(run.target, plain, concurrency=opts.concurrency, requests=opts.requests,
-                        duration=opts.warmup / 3)
-        await run_phase(run.target, streamed, concurrency=1, requests=max(3, opts.stream_requests // 10),
-                        duration=opts.warmup / 3, extra_headers=run.stream_headers)
+        await run_phase(
+            run.target, plain, concurrency=opts.concurrency, requests=opts.requests, duration=opts.warmup / 3
+        )
+        await run_phase(
+            run.target,
+            streamed,
+            concurrency=1,
+            requests=max(3, opts.stream_requests // 10),
+            duration=opts.warmup / 3,
+            extra_headers=run.stream_headers,
+        )
 
     pid = run.proc.pid if run.proc else None
     cpu0 = cpu_seconds(pid) if pid else 0.0
-    res.c1 = await run_phase(run.target, plain, concurrency=1, requests=opts.requests, duration=opts.duration,
-                             expect=expect_plain)
-    res.cN = await run_phase(run.target, plain, concurrency=opts.concurrency, requests=opts.requests,
-                             duration=opts.duration, expect=expect_plain)
-    res.stream = await run_phase(run.target, streamed, concurrency=1, requests=opts.stream_requests,
-                                 duration=opts.duration, extra_headers=run.stream_headers, expect=expect_stream)
+    res.c1 = await run_phase(
+        run.target, plain, concurrency=1, requests=opts.requests, duration=opts.duration, expect=expect_plain
+    )
+    res.cN = await run_phase(
+        run.target,
+        plain,
+        concurrency=opts.concurrency,
+        requests=opts.requests,
+        duration=opts.duration,
+        expect=expect_plain,
+    )
+    res.stream = await run_phase(
+        run.target,
+        streamed,
+        concurrency=1,
+        requests=opts.stream_requests,
+        duration=opts.duration,
+        extra_headers=run.stream_headers,
+        expect=expect_stream,
+    )
     if pid:
         total = res.c1.ok + res.cN.ok + res.stream.ok
         if total:
@@ -550,21 +685,23 @@ def goals(results: dict[str, Result]) -> list[dict[str, Any]]:
         b = results[base] if base else None
         added = _p(r.c1, 50) - _p(b.c1, 50) if b else math.nan
         share = r.cN.rps / b.cN.rps if b and r.cN and b.cN and b.cN.rps else math.nan
-        ttfb = (_p(r.stream, 50, True) - _p(direct.stream, 50, True)
-                if direct and direct.status == "ok" else math.nan)
+        ttfb = _p(r.stream, 50, True) - _p(direct.stream, 50, True) if direct and direct.status == "ok" else math.nan
 
         def verdict(v: float, ok: bool) -> str:
             return "n/a" if math.isnan(v) else ("PASS" if ok else "FAIL")
 
-        rows.append({
-            "target": name, "baseline": base,
-            "added_over_mitmdump_c1_p50_ms": None if math.isnan(added) else round(added, 3),
-            "added_verdict": verdict(added, added < GOAL_ADDED_MS),
-            "rps_share_of_mitmdump": None if math.isnan(share) else round(share, 3),
-            "rps_verdict": verdict(share, share >= GOAL_RPS_SHARE),
-            "ttfb_added_over_direct_p50_ms": None if math.isnan(ttfb) else round(ttfb, 3),
-            "ttfb_verdict": verdict(ttfb, ttfb < GOAL_TTFB_MS),
-        })
+        rows.append(
+            {
+                "target": name,
+                "baseline": base,
+                "added_over_mitmdump_c1_p50_ms": None if math.isnan(added) else round(added, 3),
+                "added_verdict": verdict(added, added < GOAL_ADDED_MS),
+                "rps_share_of_mitmdump": None if math.isnan(share) else round(share, 3),
+                "rps_verdict": verdict(share, share >= GOAL_RPS_SHARE),
+                "ttfb_added_over_direct_p50_ms": None if math.isnan(ttfb) else round(ttfb, 3),
+                "ttfb_verdict": verdict(ttfb, ttfb < GOAL_TTFB_MS),
+            }
+        )
     return rows
 
 
@@ -574,8 +711,22 @@ def render(results: dict[str, Result], opts: Options) -> str:
     d_ok = direct is not None and direct.status == "ok"
     m_ok = mitm is not None and mitm.status == "ok"
     n = opts.concurrency
-    head = ["target", "c1 p50", "c1 p99", f"c{n} p50", f"c{n} p99", f"rps c{n}", "cpu ms/req", "ttfb p50",
-            "ttfb p99", "rss MB", "+lat c1", "rps % mitm", "+ttfb", "goals"]
+    head = [
+        "target",
+        "c1 p50",
+        "c1 p99",
+        f"c{n} p50",
+        f"c{n} p99",
+        f"rps c{n}",
+        "cpu ms/req",
+        "ttfb p50",
+        "ttfb p99",
+        "rss MB",
+        "+lat c1",
+        "rps % mitm",
+        "+ttfb",
+        "goals",
+    ]
     g = {row["target"]: row for row in goals(results)}
     rows: list[list[str]] = []
     notes: list[str] = []
@@ -590,13 +741,27 @@ def render(results: dict[str, Result], opts: Options) -> str:
         verdicts = ""
         if name in g:
             gv = g[name]
-            verdicts = ("PASS" if all(gv[k] == "PASS" for k in ("added_verdict", "rps_verdict", "ttfb_verdict"))
-                        else "FAIL")
-        rows.append([name, _fmt(_p(r.c1, 50)), _fmt(_p(r.c1, 99)), _fmt(_p(r.cN, 50)), _fmt(_p(r.cN, 99)),
-                     _fmt(r.cN.rps if r.cN else math.nan, 0), _fmt(r.cpu_ms_per_req),
-                     _fmt(_p(r.stream, 50, True)), _fmt(_p(r.stream, 99, True)), _fmt(r.peak_rss_mb, 0),
-                     _fmt(add_lat, 2, True) if name != "direct" else "",
-                     _fmt(share, 0), _fmt(add_ttfb, 2, True) if name != "direct" else "", verdicts])
+            verdicts = (
+                "PASS" if all(gv[k] == "PASS" for k in ("added_verdict", "rps_verdict", "ttfb_verdict")) else "FAIL"
+            )
+        rows.append(
+            [
+                name,
+                _fmt(_p(r.c1, 50)),
+                _fmt(_p(r.c1, 99)),
+                _fmt(_p(r.cN, 50)),
+                _fmt(_p(r.cN, 99)),
+                _fmt(r.cN.rps if r.cN else math.nan, 0),
+                _fmt(r.cpu_ms_per_req),
+                _fmt(_p(r.stream, 50, True)),
+                _fmt(_p(r.stream, 99, True)),
+                _fmt(r.peak_rss_mb, 0),
+                _fmt(add_lat, 2, True) if name != "direct" else "",
+                _fmt(share, 0),
+                _fmt(add_ttfb, 2, True) if name != "direct" else "",
+                verdicts,
+            ]
+        )
         if r.reason:
             notes.append(f"{name}: {r.reason}")
     widths = [max(len(head[i]), *(len(row[i]) for row in rows)) for i in range(len(head))]
@@ -609,20 +774,25 @@ def render(results: dict[str, Result], opts: Options) -> str:
     out.append(line(["-" * w for w in widths]))
     out.extend(line(row) for row in rows)
     out.append("")
-    out.append(f"latencies/ttfb in ms (client side); +lat c1 = c1 p50 minus direct's; rps % mitm = rps c{n} as % "
-               "of bare mitmdump's; +ttfb = ttfb p50 minus direct's; cpu = proxy process tree user+sys over all "
-               "measured requests; rss = peak (VmHWM) of the proxy process tree.")
+    out.append(
+        f"latencies/ttfb in ms (client side); +lat c1 = c1 p50 minus direct's; rps % mitm = rps c{n} as % "
+        "of bare mitmdump's; +ttfb = ttfb p50 minus direct's; cpu = proxy process tree user+sys over all "
+        "measured requests; rss = peak (VmHWM) of the proxy process tree."
+    )
     if g:
         out.append("")
-        out.append("goals (issue 2): adds < %.0f ms over bare mitmdump at c=1 p50; >= %.0f%% of its rps at c=%d; "
-                   "adds < %.0f ms to the first streamed byte over direct" % (GOAL_ADDED_MS, GOAL_RPS_SHARE * 100,
-                                                                               n, GOAL_TTFB_MS))
+        out.append(
+            f"goals (issue 2): adds < {GOAL_ADDED_MS:.0f} ms over bare mitmdump at c=1 p50; "
+            f">= {GOAL_RPS_SHARE * 100:.0f}% of its rps at c={n}; "
+            f"adds < {GOAL_TTFB_MS:.0f} ms to the first streamed byte over direct"
+        )
         for row in g.values():
             out.append(
                 f"  {row['target']:<18} vs {row['baseline'] or '-':<13} "
                 f"+lat {_fmt(row['added_over_mitmdump_c1_p50_ms'] or math.nan, 2, True)} ms {row['added_verdict']:<4}  "
                 f"rps {_fmt((row['rps_share_of_mitmdump'] or math.nan) * 100, 0)}% {row['rps_verdict']:<4}  "
-                f"+ttfb {_fmt(row['ttfb_added_over_direct_p50_ms'] or math.nan, 2, True)} ms {row['ttfb_verdict']}")
+                f"+ttfb {_fmt(row['ttfb_added_over_direct_p50_ms'] or math.nan, 2, True)} ms {row['ttfb_verdict']}"
+            )
     if notes:
         out.append("")
         out.extend(notes)
@@ -635,10 +805,16 @@ def render(results: dict[str, Result], opts: Options) -> str:
 
 def _start_fake_provider(workdir: Path, core: int | None, python: str, timeout: float) -> tuple[Proc, int]:
     if not (ROOT / "tests" / "fakeprovider.py").exists():
-        raise SystemExit("bench_wire: tests/fakeprovider.py not found; the benchmark needs the test suite's "
-                         "fake provider")
-    p = Proc("fakeprovider", [python, "-m", "tests.fakeprovider", "--host", LOOPBACK, "--port", "0"],
-             workdir=workdir, core=core, cwd=ROOT)
+        raise SystemExit(
+            "bench_wire: tests/fakeprovider.py not found; the benchmark needs the test suite's fake provider"
+        )
+    p = Proc(
+        "fakeprovider",
+        [python, "-m", "tests.fakeprovider", "--host", LOOPBACK, "--port", "0"],
+        workdir=workdir,
+        core=core,
+        cwd=ROOT,
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         first = p.log_text().split("\n", 1)
@@ -658,7 +834,8 @@ def _pinning(args: argparse.Namespace) -> tuple[int | None, int | None, str]:
         return None, None, "not pinned (--no-pin)"
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2 or not shutil.which("taskset"):
-        return None, None, f"not pinned ({len(cpus)} usable cores, taskset {'found' if shutil.which('taskset') else 'missing'})"
+        taskset = "found" if shutil.which("taskset") else "missing"
+        return None, None, f"not pinned ({len(cpus)} usable cores, taskset {taskset})"
     load, proxy = args.load_core, args.proxy_core
     if load not in cpus or proxy not in cpus:
         load, proxy = cpus[0], cpus[1]
@@ -673,8 +850,9 @@ def _versions(python: str) -> dict[str, str]:
 
         v["mitmproxy"] = md.version("mitmproxy")
     with contextlib.suppress(Exception):
-        v["visionality_commit"] = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                                                 capture_output=True, text=True, timeout=5).stdout.strip()
+        v["visionality_commit"] = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5
+        ).stdout.strip()
     with contextlib.suppress(Exception):
         v["node"] = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=5).stdout.strip()
     with contextlib.suppress(Exception):
@@ -689,17 +867,24 @@ def _versions(python: str) -> dict[str, str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(
-        prog="bench_wire.py", description=__doc__.split("\n")[0],
+        prog="bench_wire.py",
+        description=__doc__.split("\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=textwrap.dedent(f"""\
-            targets: {', '.join(ALL_TARGETS)}
-            Each phase stops at --requests or --duration, whichever comes first."""))
+            targets: {", ".join(ALL_TARGETS)}
+            Each phase stops at --requests or --duration, whichever comes first."""),
+    )
     ap.add_argument("--targets", default=",".join(ALL_TARGETS), help="comma-separated targets (default: all)")
-    ap.add_argument("--requests", type=int, default=3000,
-                    help="max requests per measured non-stream phase (c=1, and c=N in total) (default 3000)")
+    ap.add_argument(
+        "--requests",
+        type=int,
+        default=3000,
+        help="max requests per measured non-stream phase (c=1, and c=N in total) (default 3000)",
+    )
     ap.add_argument("--duration", type=float, default=6.0, help="max seconds per measured phase (default 6)")
-    ap.add_argument("--stream-requests", type=int, default=150,
-                    help="max streamed requests for the TTFB phase (default 150)")
+    ap.add_argument(
+        "--stream-requests", type=int, default=150, help="max streamed requests for the TTFB phase (default 150)"
+    )
     ap.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per target (default 2)")
     ap.add_argument("--concurrency", type=int, default=HIGH_CONCURRENCY, help="the high concurrency (default 32)")
     ap.add_argument("--json", dest="json_out", help="write all results and metadata to this JSON file")
@@ -722,8 +907,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 @contextlib.contextmanager
 def _terminate_as_exit() -> Iterator[None]:
     """SIGTERM/SIGHUP unwind like Ctrl-C, so every child is stopped on the way out."""
+
     def raise_kbi(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
+
     old = {s: signal.signal(s, raise_kbi) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
@@ -734,24 +921,37 @@ def _terminate_as_exit() -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    opts = Options(requests=args.requests, duration=args.duration, stream_requests=args.stream_requests,
-                   warmup=args.warmup, concurrency=args.concurrency)
+    opts = Options(
+        requests=args.requests,
+        duration=args.duration,
+        stream_requests=args.stream_requests,
+        warmup=args.warmup,
+        concurrency=args.concurrency,
+    )
     python = sys.executable
     load_core, proxy_core, pin_note = _pinning(args)
     workdir = Path(tempfile.mkdtemp(prefix="bench-wire-"))
-    started = _dt.datetime.now(_dt.timezone.utc)
+    started = _dt.datetime.now(_dt.UTC)
     print(f"bench_wire {started:%Y-%m-%d %H:%M} UTC; {pin_note}", flush=True)
-    print(f"phases: c=1 and c={opts.concurrency} non-stream, <= {opts.requests} requests or {opts.duration:g}s each; "
-          f"stream TTFB c=1 <= {opts.stream_requests} ({STREAM_CHUNKS} chunks, {STREAM_CHUNK_DELAY_MS} ms apart); "
-          f"warm-up {opts.warmup:g}s", flush=True)
+    print(
+        f"phases: c=1 and c={opts.concurrency} non-stream, <= {opts.requests} requests or {opts.duration:g}s each; "
+        f"stream TTFB c=1 <= {opts.stream_requests} ({STREAM_CHUNKS} chunks, {STREAM_CHUNK_DELAY_MS} ms apart); "
+        f"warm-up {opts.warmup:g}s",
+        flush=True,
+    )
     results: dict[str, Result] = {}
     fake: Proc | None = None
     env: Env | None = None
     try:
         with _terminate_as_exit():
             fake, fake_port = _start_fake_provider(workdir, load_core, python, 30)
-            env = Env(workdir=workdir, fake_port=fake_port, proxy_core=proxy_core, python=python,
-                      startup_timeout=args.startup_timeout)
+            env = Env(
+                workdir=workdir,
+                fake_port=fake_port,
+                proxy_core=proxy_core,
+                python=python,
+                startup_timeout=args.startup_timeout,
+            )
             for name in args.target_names:
                 t0 = time.monotonic()
                 n_before = len(env.procs)
@@ -774,7 +974,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_wire: interrupted", file=sys.stderr)
         return 130
     finally:
-        for p in (env.procs if env else []):
+        for p in env.procs if env else []:
             p.stop()
         if fake:
             fake.stop()
@@ -786,10 +986,16 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(render(results, opts))
     if args.json_out:
-        doc = {"date": started.isoformat(timespec="seconds"), "pinning": pin_note,
-               "options": vars(opts), "stream_shape": {"chunks": STREAM_CHUNKS, "delay_ms": STREAM_CHUNK_DELAY_MS},
-               "versions": _versions(python), "machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
-               "results": [r.metrics() for r in results.values()], "goals": goals(results)}
+        doc = {
+            "date": started.isoformat(timespec="seconds"),
+            "pinning": pin_note,
+            "options": vars(opts),
+            "stream_shape": {"chunks": STREAM_CHUNKS, "delay_ms": STREAM_CHUNK_DELAY_MS},
+            "versions": _versions(python),
+            "machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
+            "results": [r.metrics() for r in results.values()],
+            "goals": goals(results),
+        }
         Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n")
         print(f"\nwrote {args.json_out}")
     return 0 if all(r.status != "failed" for r in results.values()) else 1

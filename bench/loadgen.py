@@ -47,8 +47,13 @@ class Target:
 
     def encode(self, body: bytes, extra_headers: Mapping[str, str] | None = None) -> bytes:
         host = self.host_header or f"{self.host}:{self.port}"
-        lines = [f"POST {self.path} HTTP/1.1", f"Host: {host}", "Content-Type: application/json",
-                 "Accept: */*", f"Content-Length: {len(body)}"]
+        lines = [
+            f"POST {self.path} HTTP/1.1",
+            f"Host: {host}",
+            "Content-Type: application/json",
+            "Accept: */*",
+            f"Content-Length: {len(body)}",
+        ]
         for k, v in {**self.headers, **(extra_headers or {})}.items():
             lines.append(f"{k}: {v}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
@@ -186,16 +191,30 @@ def _ssl_context(target: Target) -> ssl.SSLContext | None:
     return ctx
 
 
-async def _worker(target: Target, raw: bytes, ssl_ctx: ssl.SSLContext | None, res: PhaseResult,
-                  budget: list[int], deadline: float, expect: bytes | None) -> None:
+async def _worker(
+    target: Target,
+    raw: bytes,
+    ssl_ctx: ssl.SSLContext | None,
+    res: PhaseResult,
+    budget: list[int],
+    deadline: float,
+    expect: bytes | None,
+) -> None:
     conn = _Conn(target, ssl_ctx)
     try:
         while budget[0] > 0 and time.perf_counter() < deadline:
             budget[0] -= 1
             try:
                 status, ttfb, total, prefix = await asyncio.wait_for(conn.roundtrip(raw), REQUEST_TIMEOUT_S)
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError,
-                    _HTTPError, TimeoutError, ssl.SSLError) as e:
+            except (
+                OSError,
+                asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError,
+                ValueError,
+                _HTTPError,
+                TimeoutError,
+                ssl.SSLError,
+            ) as e:
                 res.note_error(f"{type(e).__name__}: {e}"[:200])
                 conn.close()
                 await asyncio.sleep(0.01)  # don't spin against a dead listener
@@ -210,8 +229,16 @@ async def _worker(target: Target, raw: bytes, ssl_ctx: ssl.SSLContext | None, re
         conn.close()
 
 
-async def run_phase(target: Target, body: bytes, *, concurrency: int, requests: int, duration: float,
-                    extra_headers: Mapping[str, str] | None = None, expect: bytes | None = None) -> PhaseResult:
+async def run_phase(
+    target: Target,
+    body: bytes,
+    *,
+    concurrency: int,
+    requests: int,
+    duration: float,
+    extra_headers: Mapping[str, str] | None = None,
+    expect: bytes | None = None,
+) -> PhaseResult:
     """Run ``concurrency`` workers until ``requests`` have been sent or ``duration`` seconds passed."""
     raw = target.encode(body, extra_headers)
     ssl_ctx = _ssl_context(target)
@@ -219,14 +246,14 @@ async def run_phase(target: Target, body: bytes, *, concurrency: int, requests: 
     budget = [requests]
     t0 = time.perf_counter()
     deadline = t0 + duration
-    await asyncio.gather(*(_worker(target, raw, ssl_ctx, res, budget, deadline, expect)
-                           for _ in range(concurrency)))
+    await asyncio.gather(*(_worker(target, raw, ssl_ctx, res, budget, deadline, expect) for _ in range(concurrency)))
     res.elapsed = time.perf_counter() - t0
     return res
 
 
-async def request_once(target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None,
-                       timeout: float = 10.0) -> tuple[int, bytes]:
+async def request_once(
+    target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None, timeout: float = 10.0
+) -> tuple[int, bytes]:
     """One request on a fresh connection: (status, body prefix). Raises on transport errors."""
     conn = _Conn(target, _ssl_context(target))
     try:
@@ -238,8 +265,11 @@ async def request_once(target: Target, body: bytes, extra_headers: Mapping[str, 
 
 def chat_body(*, stream: bool, model: str = "gpt-4o-mini") -> bytes:
     """A small chat completion request, the same bytes for every target."""
-    b: dict[str, object] = {"model": model, "messages": [{"role": "user", "content": "Say hello in five words."}],
-                            "max_tokens": 16}
+    b: dict[str, object] = {
+        "model": model,
+        "messages": [{"role": "user", "content": "Say hello in five words."}],
+        "max_tokens": 16,
+    }
     if stream:
         b["stream"] = True
         b["stream_options"] = {"include_usage": True}
