@@ -12,7 +12,6 @@ Selected by ``--home`` or ``VISIONALITY_HOME``; default ``~/.visionality``. Layo
 
 from __future__ import annotations
 
-import base64
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 from nacl.signing import SigningKey, VerifyKey
 
 from .errors import ConfigError
+from .paserk import parse_k4_secret
 
 __all__ = ["Home", "resolve_home", "HOME_ENV"]
 
@@ -85,23 +85,11 @@ class Home:
             text = self.signing_key_path.read_text().strip()
         except OSError as e:
             raise ConfigError(f"cannot read the deployment signing key {self.signing_key_path}: {e}") from e
-        prefix = "k4.secret."
-        if not text.startswith(prefix):
-            raise ConfigError(f"{self.signing_key_path}: expected a PASERK k4.secret key")
-        raw = _b64url_decode(text[len(prefix) :])
-        if len(raw) != 64:
-            raise ConfigError(f"{self.signing_key_path}: expected 64 key bytes, got {len(raw)}")
-        sk = SigningKey(raw[:32])
-        if bytes(sk.verify_key) != raw[32:]:
-            raise ConfigError(f"{self.signing_key_path}: public half does not match the seed")
-        return sk
+        try:
+            raw = parse_k4_secret(text)  # checks the prefix, the length and that the public half matches
+        except ConfigError as e:
+            raise ConfigError(f"{self.signing_key_path}: {e}") from e
+        return SigningKey(raw[:32])
 
     def verify_key(self) -> VerifyKey:
         return self.signing_key().verify_key
-
-
-def _b64url_decode(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"invalid base64url key material: {e}") from e

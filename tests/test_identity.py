@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from nacl.signing import SigningKey
+from visionality.envelope import Claims, EnvelopeSigner, EnvelopeVerifier
+from visionality.errors import EnvelopeError, RevokedError
+from visionality.identity import Identity, envelope_from_headers
+from visionality.paserk import k4_pid
+from visionality.revocation import RevocationRecord, RevocationSet, RevocationUnavailable
+
+DEP = "dep_test"
+
+
+def _claims(**kw: object) -> Claims:
+    now = datetime.now(UTC).replace(microsecond=0)
+    base: dict[str, object] = dict(
+        iss=DEP,
+        sub="alice",
+        email="a@x",
+        jti="key_1",
+        iat=now - timedelta(minutes=1),
+        exp=now + timedelta(days=1),
+        nbf=None,
+        project="P",
+        task="P-1",
+        memo=None,
+        url=None,
+        budget=None,
+    )
+    base.update(kw)
+    return Claims(**base)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def parts() -> tuple[EnvelopeSigner, Identity, RevocationSet]:
+    sk = SigningKey.generate()
+    pk = bytes(sk.verify_key)
+    revs = RevocationSet()
+    return EnvelopeSigner(sk, DEP), Identity(EnvelopeVerifier({k4_pid(pk): pk}, DEP), revs), revs
+
+
+def test_bearer_and_x_api_key(parts: tuple[EnvelopeSigner, Identity, RevocationSet]) -> None:
+    signer, identity, _ = parts
+    token = signer.issue(_claims())
+    a = identity.identify({"authorization": f"Bearer {token}"})
+    b = identity.identify({"x-api-key": token})
+    assert a.claims.sub == b.claims.sub == "alice"
+    assert a.envelope_digest == b.envelope_digest and len(a.envelope_digest) == 64
+    assert token not in a.envelope_digest
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({}, "missing Visionality key"),
+        ({"authorization": "Basic abc"}, "Bearer"),
+        ({"authorization": "Bearer sk-proj-abc"}, "provider keys"),
+        ({"x-api-key": "v4.public." + "A" * 20000}, "characters long"),
+    ],
+)
+def test_header_errors_are_specific(headers: dict[str, str], message: str) -> None:
+    with pytest.raises(EnvelopeError, match=message):
+        envelope_from_headers(headers)
+
+
+def test_revoked_key_and_subject(parts: tuple[EnvelopeSigner, Identity, RevocationSet]) -> None:
+    signer, identity, revs = parts
+    token = signer.issue(_claims())
+    now = datetime.now(UTC)
+    revs.add(RevocationRecord(ts=now, kind="jti", value="key_1", not_before=now, reason="left", by="hr"))
+    with pytest.raises(RevokedError, match="left"):
+        identity.identify({"x-api-key": token})
+
+
+def test_stale_revocation_feed_fails_closed() -> None:
+    sk = SigningKey.generate()
+    pk = bytes(sk.verify_key)
+    identity = Identity(EnvelopeVerifier({k4_pid(pk): pk}, DEP), RevocationSet(), lambda: False)
+    with pytest.raises(RevocationUnavailable):
+        identity.identify({"x-api-key": EnvelopeSigner(sk, DEP).issue(_claims())})
