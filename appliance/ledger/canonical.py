@@ -1,0 +1,274 @@
+"""The canonical row encoding (what a Merkle leaf hashes) and the Arrow schemas of the two streams.
+
+A row's leaf is ``SHA-256(0x00 || canonical bytes)`` (RFC 9162 §2.1.1), never the Parquet bytes, so
+the ledger can be re-encoded, compacted or loaded into another engine and still be verified.
+
+Canonical bytes: a JSON object (RFC 8785 JCS subset) of every column except ``row_hash``, UTF-8, keys
+sorted, no whitespace, strings escaped as JCS does (``"`` ``\\`` and controls only; non-ASCII raw),
+``null`` for missing values, integers as JSON integers, booleans as ``true``/``false``, and:
+
+- money (decimal128(18, 9)): a string with exactly 9 fractional digits, ``"0.001200000"``;
+- durations in ms (decimal128(18, 3)): a string with exactly 3 fractional digits, ``"812.250"``;
+- timestamps (timestamp[us, UTC]): ``"YYYY-MM-DDTHH:MM:SS.ffffffZ"``;
+- ``pii_entities`` / ``fields``: a string holding compact sorted JSON (``{"EMAIL_ADDRESS":2}``).
+
+No floats appear, so the encoding is exact in every language. An auditor rebuilds it from Parquet with
+``CAST(decimal AS VARCHAR)`` and ``strftime(ts, '%Y-%m-%dT%H:%M:%S.%fZ')`` (docs/ledger.md).
+The same bytes are the WAL payload, which pyarrow's JSON reader turns into Arrow without Python loops.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from typing import Any
+
+import pyarrow as pa
+
+from ..commit import CommitRecord, Decision  # noqa: TID252
+from ..errors import LedgerError  # noqa: TID252
+
+__all__ = [
+    "MONEY",
+    "MILLIS",
+    "TIMESTAMP",
+    "COMMIT_SCHEMA",
+    "EVENT_SCHEMA",
+    "COMMIT_COLUMNS",
+    "EVENT_COLUMNS",
+    "canonical_json",
+    "commit_values",
+    "encode_commit",
+    "decode_commit",
+    "encode_event",
+    "format_time",
+    "parse_time",
+]
+
+MONEY = pa.decimal128(18, 9)  # DESIGN.md: money is Decimal end to end; 9 places covers per-token prices
+MILLIS = pa.decimal128(18, 3)  # latency in ms to the µs, exact (floats have no canonical text form)
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+_MONEY_QUANTUM = Decimal("1e-9")
+_MONEY_MAX = Decimal("999999999.999999999")  # decimal128(18, 9) holds 18 digits in all
+
+COMMIT_SCHEMA = pa.schema(
+    [
+        pa.field("seq", pa.int64(), nullable=False),  # leaf index in the stream (RFC 9162 §2.1)
+        pa.field("origin", pa.string(), nullable=False),  # the stream's checkpoint origin
+        pa.field("recorded_at", TIMESTAMP, nullable=False),  # when the ledger appended it; monotonic per stream
+        pa.field("commit_id", pa.string(), nullable=False),
+        pa.field("ts", TIMESTAMP, nullable=False),  # request arrival
+        pa.field("appliance_id", pa.string(), nullable=False),
+        pa.field("decision", pa.string(), nullable=False),
+        pa.field("http_status", pa.int32(), nullable=False),
+        pa.field("key_id", pa.string()),
+        pa.field("envelope_digest", pa.string()),
+        pa.field("sub", pa.string()),
+        pa.field("email", pa.string()),
+        pa.field("project", pa.string()),
+        pa.field("task", pa.string()),
+        pa.field("memo", pa.string()),
+        pa.field("url", pa.string()),
+        pa.field("cost_center", pa.string()),
+        pa.field("gl_code", pa.string()),
+        pa.field("provider", pa.string()),
+        pa.field("endpoint", pa.string()),
+        pa.field("model", pa.string()),
+        pa.field("stream", pa.bool_(), nullable=False),  # streamed response (SSE), not the ledger stream
+        pa.field("input_tokens", pa.int64(), nullable=False),
+        pa.field("output_tokens", pa.int64(), nullable=False),
+        pa.field("cached_tokens", pa.int64(), nullable=False),
+        pa.field("reasoning_tokens", pa.int64(), nullable=False),
+        pa.field("cost_usd", MONEY, nullable=False),
+        pa.field("reserved_usd", MONEY, nullable=False),
+        pa.field("latency_ms", MILLIS),
+        pa.field("ttft_ms", MILLIS),
+        pa.field("pii_entities", pa.string(), nullable=False),  # JSON {entity type: count}, never values
+        pa.field("upstream_request_id", pa.string()),
+        pa.field("trace_id", pa.string()),
+        pa.field("error_code", pa.string()),
+        pa.field("row_hash", pa.string(), nullable=False),  # hex leaf hash; recomputed by verify, not hashed
+    ]
+)
+
+EVENT_SCHEMA = pa.schema(
+    [
+        pa.field("seq", pa.int64(), nullable=False),
+        pa.field("origin", pa.string(), nullable=False),
+        pa.field("ts", TIMESTAMP, nullable=False),  # when the event was appended; monotonic per stream
+        pa.field("writer_id", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # e.g. key.issued, key.revoked, config.changed
+        pa.field("fields", pa.string(), nullable=False),  # compact sorted JSON of the event's fields
+        pa.field("row_hash", pa.string(), nullable=False),
+    ]
+)
+
+COMMIT_COLUMNS = tuple(n for n in COMMIT_SCHEMA.names if n != "row_hash")
+EVENT_COLUMNS = tuple(n for n in EVENT_SCHEMA.names if n != "row_hash")
+_STRING_FIELDS = (
+    "key_id",
+    "envelope_digest",
+    "sub",
+    "email",
+    "project",
+    "task",
+    "memo",
+    "url",
+    "cost_center",
+    "gl_code",
+    "provider",
+    "endpoint",
+    "model",
+    "upstream_request_id",
+    "trace_id",
+    "error_code",
+)
+_INT_FIELDS = ("input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens")
+
+
+_escape = json.encoder.encode_basestring  # JSON string escaping with non-ASCII raw (C implementation)
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def canonical_json(obj: dict[str, Any]) -> bytes:
+    """Sorted-key compact JSON, non-ASCII kept raw (RFC 8785 string escaping), UTF-8."""
+    text = _ENCODER.encode(obj)
+    # A lone surrogate (undecodable header bytes) cannot be UTF-8: replace it, as Arrow would refuse it.
+    return text.encode("utf-8", "replace")
+
+
+def format_time(dt: datetime) -> str:
+    """RFC 3339, UTC, always 6 fractional digits, ``Z``: ``2026-12-03T19:07:28.123456Z``."""
+    if dt.tzinfo is not UTC:
+        if dt.tzinfo is None:
+            raise LedgerError(f"timestamp {dt!r} has no time zone; the ledger stores UTC instants only")
+        dt = dt.astimezone(UTC)
+    return dt.isoformat(timespec="microseconds")[:-6] + "Z"  # isoformat is C; strftime is 3x slower
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def _money(name: str, value: Decimal) -> str:
+    try:
+        q = value.quantize(_MONEY_QUANTUM, rounding=ROUND_HALF_EVEN)
+    except (InvalidOperation, TypeError, AttributeError) as e:
+        raise LedgerError(f"{name}: expected a Decimal amount, got {value!r}") from e
+    if not q:
+        return "0.000000000"  # never "-0.000000000"
+    if abs(q) > _MONEY_MAX:
+        raise LedgerError(f"{name}: {value} does not fit decimal128(18, 9)")
+    return format(q, "f")
+
+
+def _millis(value: float | None) -> str | None:
+    if value is None or not math.isfinite(value):
+        return None
+    text = f"{value:.3f}"
+    if text in ("-0.000", "0.000"):
+        return "0.000"
+    if abs(value) >= 1e15:
+        raise LedgerError(f"duration {value} ms does not fit decimal128(18, 3)")
+    return text
+
+
+def _pii_json(pii: dict[str, int]) -> str:
+    # Same bytes as canonical_json on the dict (keys are entity type names), without a second encoder pass.
+    return "{" + ",".join(f"{_escape(str(k))}:{int(v)}" for k, v in sorted(pii.items())) + "}"
+
+
+def commit_values(record: CommitRecord, *, seq: int, origin: str, recorded_at: str) -> dict[str, Any]:
+    """The row as canonical JSON values. On the request path: plain attribute reads, no per-field calls."""
+    r = record
+    pii = r.pii_entities
+    return {
+        "seq": seq,
+        "origin": origin,
+        "recorded_at": recorded_at,
+        "commit_id": r.commit_id,
+        "ts": format_time(r.ts),
+        "appliance_id": r.appliance_id,
+        "decision": r.decision.value if isinstance(r.decision, Decision) else str(Decision(r.decision)),
+        "http_status": int(r.http_status),
+        "key_id": r.key_id,
+        "envelope_digest": r.envelope_digest,
+        "sub": r.sub,
+        "email": r.email,
+        "project": r.project,
+        "task": r.task,
+        "memo": r.memo,
+        "url": r.url,
+        "cost_center": r.cost_center,
+        "gl_code": r.gl_code,
+        "provider": r.provider,
+        "endpoint": r.endpoint,
+        "model": r.model,
+        "stream": bool(r.stream),
+        "input_tokens": int(r.input_tokens),
+        "output_tokens": int(r.output_tokens),
+        "cached_tokens": int(r.cached_tokens),
+        "reasoning_tokens": int(r.reasoning_tokens),
+        "cost_usd": _money("cost_usd", r.cost_usd),
+        "reserved_usd": _money("reserved_usd", r.reserved_usd),
+        "latency_ms": _millis(r.latency_ms),
+        "ttft_ms": _millis(r.ttft_ms),
+        "pii_entities": _pii_json(pii) if pii else "{}",
+        "upstream_request_id": r.upstream_request_id,
+        "trace_id": r.trace_id,
+        "error_code": r.error_code,
+    }
+
+
+def encode_commit(record: CommitRecord, *, seq: int, origin: str, recorded_at: str) -> bytes:
+    """The canonical bytes of one commit row (the Merkle leaf input and the WAL payload).
+
+    Types are checked where a wrong one would change the encoding silently (money, times, ints);
+    a string field holding a non-string fails in the JSON encoder or the Parquet schema check.
+    """
+    try:
+        return canonical_json(commit_values(record, seq=seq, origin=origin, recorded_at=recorded_at))
+    except (TypeError, ValueError) as e:
+        raise LedgerError(f"commit {record.commit_id!r} cannot be encoded: {e}") from e
+
+
+def decode_commit(payload: bytes) -> CommitRecord:
+    """Rebuild a record from canonical bytes (WAL replay: intents become ``unsettled`` rows)."""
+    try:
+        row = json.loads(payload)
+        return CommitRecord(
+            commit_id=row["commit_id"],
+            ts=parse_time(row["ts"]),
+            appliance_id=row["appliance_id"],
+            decision=Decision(row["decision"]),
+            http_status=row["http_status"],
+            stream=row["stream"],
+            pii_entities=json.loads(row["pii_entities"]),
+            cost_usd=Decimal(row["cost_usd"]),
+            reserved_usd=Decimal(row["reserved_usd"]),
+            latency_ms=None if row["latency_ms"] is None else float(row["latency_ms"]),
+            ttft_ms=None if row["ttft_ms"] is None else float(row["ttft_ms"]),
+            **{name: row[name] for name in _STRING_FIELDS + _INT_FIELDS},
+        )
+    except (ValueError, KeyError, TypeError) as e:
+        raise LedgerError(f"undecodable commit payload: {e}") from e
+
+
+def encode_event(
+    *, seq: int, origin: str, ts: str, writer_id: str, kind: str, fields: dict[str, str | int | bool | None]
+) -> bytes:
+    for name, value in fields.items():
+        if value is not None and not isinstance(value, str | int | bool):
+            raise LedgerError(f"event field {name}: expected str, int, bool or None, got {type(value).__name__}")
+    return canonical_json(
+        {
+            "seq": seq,
+            "origin": origin,
+            "ts": ts,
+            "writer_id": writer_id,
+            "kind": kind,
+            "fields": canonical_json(dict(fields)).decode(),
+        }
+    )

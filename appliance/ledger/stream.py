@@ -1,0 +1,406 @@
+"""One append-only stream on disk: its paths, its manifest and checkpoint logs, and sealing into Parquet.
+
+Layout under the ledger root (docs/ledger.md)::
+
+    commits/date=YYYY-MM-DD/<stream>-<first seq>-<last seq>.parquet   sealed, read-only commit files
+    events/date=YYYY-MM-DD/<stream>-<first seq>-<last seq>.parquet    sealed event files
+    streams/<kind>/<stream>/wal/<segment>.wal                        write-ahead log segments
+    streams/<kind>/<stream>/manifest.jsonl                           signed, hash-chained file manifest
+    streams/<kind>/<stream>/checkpoints.jsonl                        signed checkpoint log (C2SP notes)
+    streams/<kind>/<stream>/lock                                     flock: one writer per stream
+    quarantine/                                                      files a crash left half-sealed
+
+Sealing writes each file once: encode in memory, write a temp file, fsync, rename, fsync the directory,
+then chmod 0444 (and ``chattr +i`` when asked and running as root). Then the checkpoint (signed note) is
+appended to the checkpoint log, then the manifest entry (signed, chained to the previous entry's hash).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+from nacl.signing import SigningKey
+
+from ..errors import LedgerError, LedgerUnavailable  # noqa: TID252
+from .canonical import COMMIT_SCHEMA, EVENT_SCHEMA, canonical_json, format_time
+from .checkpoint import Checkpoint, sign_checkpoint
+from .merkle import CompactRange
+from .wal import fsync_dir
+
+__all__ = [
+    "KINDS",
+    "PendingRow",
+    "StreamPaths",
+    "SealedState",
+    "ManifestEntry",
+    "default_origin",
+    "check_stream_id",
+    "parse_file_name",
+    "list_stream_ids",
+    "list_sealed_files",
+    "read_manifest",
+    "read_checkpoint_log",
+    "load_state",
+    "quarantine_orphans",
+    "seal_rows",
+    "manifest_signing_bytes",
+    "append_line",
+]
+
+log = logging.getLogger("visionality.ledger")
+
+KINDS = ("commits", "events")
+SCHEMAS = {"commits": COMMIT_SCHEMA, "events": EVENT_SCHEMA}
+_STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_FILE_NAME = re.compile(r"^(?P<stream>.+)-(?P<first>\d{12})-(?P<last>\d{12})\.parquet$")
+_ZERO_HASH = "0" * 64  # prev of the first manifest entry
+_JSON_BLOCK = 16 << 20  # pyarrow JSON reader block: must hold the longest row (a few KiB)
+_ROW_GROUP = 64 * 1024  # rows per Parquet row group: bounded decode memory for readers
+
+# (canonical bytes, hex leaf hash, partition date "YYYY-MM-DD")
+PendingRow = tuple[bytes, str, str]
+
+
+def check_stream_id(stream_id: str) -> str:
+    if not _STREAM_ID.match(stream_id):
+        raise LedgerError(f"stream id {stream_id!r}: expected letters, digits, '.', '_' or '-' (max 128)")
+    return stream_id
+
+
+def default_origin(kind: str, stream_id: str) -> str:
+    # C2SP tlog-checkpoint: the origin identifies the log, schema-less URL style, no spaces or '+'.
+    return f"visionality.ledger/{stream_id}/{kind}"
+
+
+def parse_file_name(name: str) -> tuple[str, int, int] | None:
+    m = _FILE_NAME.match(name)
+    if not m:
+        return None
+    return m["stream"], int(m["first"]), int(m["last"])
+
+
+@dataclass(frozen=True, slots=True)
+class StreamPaths:
+    root: Path
+    kind: str
+    stream_id: str
+
+    @property
+    def dir(self) -> Path:
+        return self.root / "streams" / self.kind / self.stream_id
+
+    @property
+    def wal_dir(self) -> Path:
+        return self.dir / "wal"
+
+    @property
+    def manifest(self) -> Path:
+        return self.dir / "manifest.jsonl"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.dir / "checkpoints.jsonl"
+
+    @property
+    def lock(self) -> Path:
+        return self.dir / "lock"
+
+    def partition(self, date: str) -> Path:
+        return self.root / self.kind / f"date={date}"
+
+    def file_name(self, first: int, last: int) -> str:
+        return f"{self.stream_id}-{first:012d}-{last:012d}.parquet"
+
+
+def list_stream_ids(root: Path, kind: str) -> list[str]:
+    try:
+        return sorted(p.name for p in (root / "streams" / kind).iterdir() if p.is_dir())
+    except FileNotFoundError:
+        return []
+
+
+def list_sealed_files(root: Path, kind: str) -> list[Path]:
+    """Every Parquet file in the kind's date partitions (sorted), whoever wrote it."""
+    base = root / kind
+    try:
+        parts = sorted(p for p in base.iterdir() if p.is_dir() and p.name.startswith("date="))
+    except FileNotFoundError:
+        return []
+    out: list[Path] = []
+    for part in parts:
+        out.extend(sorted(p for p in part.iterdir() if p.suffix == ".parquet" and not p.name.startswith(".")))
+    return out
+
+
+@dataclass(slots=True)
+class ManifestEntry:
+    line_no: int
+    raw: bytes  # the line without its newline; its SHA-256 is the next entry's ``prev``
+    data: dict[str, Any]
+
+    @property
+    def hash(self) -> str:
+        return hashlib.sha256(self.raw).hexdigest()
+
+
+def _read_lines(path: Path) -> list[bytes]:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return []
+    except OSError as e:
+        raise LedgerError(f"cannot read {path}: {e}") from e
+    lines = data.split(b"\n")
+    # The last element is b"" when the file ends in a newline; otherwise it is a line a crash cut short.
+    return lines[:-1]
+
+
+def read_manifest(path: Path) -> list[ManifestEntry]:
+    out = []
+    for i, raw in enumerate(_read_lines(path), start=1):
+        try:
+            data = json.loads(raw)
+        except ValueError as e:
+            raise LedgerError(f"{path} line {i}: not JSON ({e})") from e
+        if not isinstance(data, dict):
+            raise LedgerError(f"{path} line {i}: expected an object")
+        out.append(ManifestEntry(i, raw, data))
+    return out
+
+
+def read_checkpoint_log(path: Path) -> list[tuple[int, dict[str, Any]]]:
+    out = []
+    for i, raw in enumerate(_read_lines(path), start=1):
+        try:
+            data = json.loads(raw)
+        except ValueError as e:
+            raise LedgerError(f"{path} line {i}: not JSON ({e})") from e
+        if not isinstance(data, dict):
+            raise LedgerError(f"{path} line {i}: expected an object")
+        out.append((i, data))
+    return out
+
+
+def manifest_signing_bytes(data: dict[str, Any]) -> bytes:
+    return canonical_json({k: v for k, v in data.items() if k != "sig"})
+
+
+@dataclass(slots=True)
+class SealedState:
+    """Where the sealed part of a stream ends: tree, manifest chain head, last row time."""
+
+    tree: CompactRange = field(default_factory=CompactRange)
+    prev_hash: str = _ZERO_HASH
+    last_time: str | None = None
+    files: int = 0
+
+
+def _drop_torn_line(path: Path, writable: bool) -> None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        log.warning("%s: dropping a torn last line (%d bytes) left by a crash", path, len(data) - keep)
+        if writable:
+            with open(path, "r+b") as f:
+                f.truncate(keep)
+                os.fsync(f.fileno())
+
+
+def load_state(paths: StreamPaths, *, writable: bool) -> SealedState:
+    for p in (paths.manifest, paths.checkpoints):
+        _drop_torn_line(p, writable)
+    entries = read_manifest(paths.manifest)
+    if not entries:
+        return SealedState()
+    last = entries[-1]
+    try:
+        tree = CompactRange(int(last.data["tree_size"]), [bytes.fromhex(h) for h in last.data["compact_range"]])
+        root = base64.b64decode(last.data["root"])
+    except (KeyError, ValueError, TypeError) as e:
+        raise LedgerError(f"{paths.manifest} line {last.line_no}: unreadable tree state ({e})") from e
+    if tree.root() != root:
+        raise LedgerError(
+            f"{paths.manifest} line {last.line_no}: compact range root expected {root.hex()} "
+            f"got {tree.root().hex()}; run `visionality ledger verify`"
+        )
+    return SealedState(tree=tree, prev_hash=last.hash, last_time=last.data.get("last_time"), files=len(entries))
+
+
+def quarantine_orphans(paths: StreamPaths, tree_size: int) -> list[Path]:
+    """Move files of this stream beyond the sealed tree (a crash between rename and manifest) aside."""
+    moved = []
+    for path in list_sealed_files(paths.root, paths.kind):
+        parsed = parse_file_name(path.name)
+        if parsed is None or parsed[0] != paths.stream_id or parsed[1] < tree_size:
+            continue
+        dest_dir = paths.root / "quarantine" / paths.kind
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        dest = dest_dir / f"{path.parent.name}.{path.name}.{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
+        try:
+            os.rename(path, dest)
+        except OSError as e:
+            raise LedgerError(f"cannot move half-sealed file {path} to quarantine: {e}") from e
+        log.warning("%s: not in the manifest (crash while sealing); moved to %s, rows re-sealed from WAL", path, dest)
+        moved.append(dest)
+    for part in (paths.root / paths.kind).glob("date=*"):
+        for tmp in part.glob(f".{paths.stream_id}-*.tmp"):
+            tmp.unlink(missing_ok=True)
+    return moved
+
+
+def append_line(path: Path, line: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+    try:
+        if os.write(fd, line) != len(line):
+            raise OSError(f"short write to {path}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _chattr(path: Path, flag: str) -> None:
+    """Best effort: ``chattr +i``/``+a`` needs root (CAP_LINUX_IMMUTABLE) and a filesystem that has it."""
+    if os.geteuid() != 0 or shutil.which("chattr") is None:
+        return
+    try:
+        subprocess.run(["chattr", flag, str(path)], check=True, capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError) as e:
+        log.warning("chattr %s %s failed (%s); the file stays only read-only", flag, path, e)
+
+
+def _write_once(dest: Path, data: pa.Buffer, immutable: bool) -> None:
+    part = dest.parent
+    if not part.exists():
+        part.mkdir(parents=True, exist_ok=True)
+        fsync_dir(part.parent)
+    if dest.exists():
+        raise LedgerError(f"{dest} already exists; sealed files are written once")
+    tmp = part / f".{dest.name}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, dest)
+    fsync_dir(part)
+    os.chmod(dest, 0o444)
+    if immutable:
+        _chattr(dest, "+i")
+
+
+def seal_rows(
+    paths: StreamPaths,
+    state: SealedState,
+    rows: list[PendingRow],
+    *,
+    origin: str,
+    signing_key: SigningKey,
+    end_tree: CompactRange | None = None,
+    immutable: bool = False,
+    time_column: str = "recorded_at",
+) -> list[str]:
+    """Seal ``rows`` (seq ``state.tree.size`` onwards) into one file per date; update ``state`` in place.
+
+    ``end_tree`` is the compact range after the last row when the caller already has it (the appliance
+    keeps it on the hot path), saving the hashing. Returns the relative paths of the files written.
+    Raises ``LedgerUnavailable`` when the disk refuses, ``LedgerError`` on inconsistent input.
+    """
+    schema = SCHEMAS[paths.kind]
+    read_schema = pa.schema([f for f in schema if f.name != "row_hash"])
+    written: list[str] = []
+    start = 0
+    try:
+        paths.dir.mkdir(parents=True, exist_ok=True)
+        while start < len(rows):
+            date = rows[start][2]
+            end = start
+            while end < len(rows) and rows[end][2] == date:
+                end += 1
+            run = rows[start:end]
+            first = state.tree.size
+            last = first + len(run) - 1
+            table = pa_json.read_json(
+                pa.py_buffer(b"\n".join(r[0] for r in run)),
+                read_options=pa_json.ReadOptions(block_size=_JSON_BLOCK),
+                parse_options=pa_json.ParseOptions(explicit_schema=read_schema, unexpected_field_behavior="error"),
+            ).select(read_schema.names)
+            seqs = table.column("seq")
+            if table.num_rows != len(run) or seqs[0].as_py() != first or seqs[-1].as_py() != last:
+                raise LedgerError(
+                    f"seal of {paths.stream_id}: expected seq {first}..{last} "
+                    f"got {seqs[0].as_py()}..{seqs[-1].as_py()} ({table.num_rows} rows)"
+                )
+            table = pa.Table.from_arrays([*table.columns, pa.array([r[1] for r in run], pa.string())], schema=schema)
+            tree = state.tree
+            if end_tree is not None and end == len(rows) and end_tree.size == last + 1:
+                tree = end_tree.copy()
+            else:
+                tree = tree.copy()
+                tree.extend(bytes.fromhex(r[1]) for r in run)
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink, compression="zstd", row_group_size=_ROW_GROUP)
+            buf = sink.getvalue()
+            file_sha = hashlib.sha256(memoryview(buf)).hexdigest()
+            dest = paths.partition(date) / paths.file_name(first, last)
+            rel = dest.relative_to(paths.root).as_posix()
+            _write_once(dest, buf, immutable)
+            root_hash = tree.root()
+            note = sign_checkpoint(Checkpoint(origin, tree.size, root_hash), signing_key)
+            new_logs = not paths.checkpoints.exists()
+            append_line(
+                paths.checkpoints,
+                canonical_json({"file": rel, "note": note, "tree_size": tree.size}) + b"\n",
+            )
+            last_time = json.loads(run[-1][0])[time_column]
+            entry: dict[str, Any] = {
+                "v": 1,
+                "kind": paths.kind,
+                "stream": paths.stream_id,
+                "origin": origin,
+                "file": rel,
+                "first_seq": first,
+                "last_seq": last,
+                "rows": len(run),
+                "file_sha256": file_sha,
+                "tree_size": tree.size,
+                "root": base64.b64encode(root_hash).decode(),
+                "compact_range": [h.hex() for h in tree.hashes],
+                "prev": state.prev_hash,
+                "last_time": last_time,
+                "sealed_at": format_time(datetime.now(UTC)),
+            }
+            entry["sig"] = base64.b64encode(signing_key.sign(manifest_signing_bytes(entry)).signature).decode()
+            raw = canonical_json(entry)
+            append_line(paths.manifest, raw + b"\n")
+            if new_logs and immutable:
+                _chattr(paths.checkpoints, "+a")
+                _chattr(paths.manifest, "+a")
+            state.tree = tree
+            state.prev_hash = hashlib.sha256(raw).hexdigest()
+            state.last_time = last_time
+            state.files += 1
+            written.append(rel)
+            start = end
+    except (OSError, pa.ArrowException) as e:
+        raise LedgerUnavailable(f"sealing {paths.kind}/{paths.stream_id} failed: {e}") from e
+    return written
