@@ -21,7 +21,8 @@ from .config import Config
 from .envelope import EnvelopeVerifier
 from .errors import ConfigError, LedgerError
 from .identity import Identity
-from .ledger import Ledger, open_views
+from .ledger.ledger import Ledger
+from .ledger.views import open_views
 from .paserk import k4_pid
 from .pii import PiiPolicy, PiiScanner
 from .pricing import PriceCatalog

@@ -24,7 +24,7 @@ from .envelope import Budget, Claims, EnvelopeSigner
 from .errors import VisionalityError
 from .expiry import parse_duration
 from .home import Home
-from .ledger import EventLog
+from .ledger.events import EventLog
 from .ledger.cli import ledger_group
 from .paserk import k4_secret
 from .registry import KeyRegistry
