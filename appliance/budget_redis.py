@@ -84,7 +84,7 @@ for j = 3, #KEYS do
 end
 local worst_i, worst_h = 0, 0
 for i = 3, #ARGV, 2 do
-  local j = tonumber(ARGV[i]) + 2
+  local j = tonumber(ARGV[i]) + 3  -- 0-based bucket index; bucket keys start at KEYS[3]
   local h = (tonumber(ARGV[i + 1]) - spent[j]) - reserved[j]
   if amount > h and (worst_i == 0 or h < worst_h) then
     worst_i, worst_h = (i - 1) / 2, h
