@@ -24,7 +24,7 @@ import struct
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final, Literal, cast, get_args
 
@@ -52,6 +52,8 @@ __all__ = [
 
 BudgetPeriod = Literal["total", "month"]
 Role = Literal["user", "admin"]
+_PERIODS: Final = frozenset(get_args(BudgetPeriod))
+_ROLES: Final = frozenset(get_args(Role))
 
 _HEADER: Final = "v4.public."
 _HEADER_BYTES: Final = _HEADER.encode("ascii")
@@ -73,7 +75,9 @@ _MAX_LEEWAY_S: Final = 300.0
 _VERSIONED_HEADER_RE = re.compile(r"v[0-9]{1,3}\.(?:local|public)\.")
 # RFC 3339 section 5.6 date-time: full-date "T" full-time, time-offset required (Z or +hh:mm/-hh:mm).
 _RFC3339_RE = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(?:([Zz])|([+-])(\d{2}):(\d{2}))"
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}"  # full-date (month/day ranges are checked by fromisoformat)
+    r"([Tt])[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"  # "T" partial-time
+    r"(?:([Zz])|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"  # time-offset, mandatory
 )
 # A budget amount is a plain non-negative decimal string ("25", "25.00"): no sign, exponent, NaN or
 # whitespace, so the signed text has one obvious meaning to every reader (and never passes through float).
@@ -230,21 +234,13 @@ def parse_time(text: object, *, what: str = "time") -> datetime:
             f"{what}: expected an RFC 3339 time with offset such as 2026-12-03T19:00:00Z, got {text[:40]!r}",
             "bad_claims",
         )
-    year, month, day, hour, minute, second, frac, zulu, sign, off_h, off_m = found.groups()
     try:
-        if zulu:
-            tz: timezone = UTC
-        else:
-            if int(off_h) > 23 or int(off_m) > 59:
-                raise ValueError(f"offset {sign}{off_h}:{off_m} out of range")
-            offset = timedelta(hours=int(off_h), minutes=int(off_m))
-            tz = timezone(-offset if sign == "-" else offset)
-        # datetime holds microseconds: digits past the sixth are truncated, never rounded up a second.
-        micro = int((frac or "0")[:6].ljust(6, "0"))
-        value = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz)
-    except ValueError as e:  # Feb 30, hour 24, leap second 60 (datetime cannot hold it), bad offset
+        # The shape is RFC 3339 (checked above); fromisoformat (C, ~20x faster than building the datetime
+        # by hand) does the range checks and truncates fractions past microseconds. It wants upper-case T/Z.
+        value = datetime.fromisoformat(text if found.group(1) == "T" and found.group(2) != "z" else text.upper())
+    except ValueError as e:  # Feb 30, hour 24, leap second 60 (datetime cannot hold it), offset >= 24h
         raise EnvelopeRejected(f"{what}: not a valid RFC 3339 time ({e}), got {text[:40]!r}", "bad_claims") from e
-    return value.astimezone(UTC)
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +262,7 @@ class Budget:
             raise EnvelopeRejected(
                 f"claim 'budget.amount': expected a finite amount >= 0, got {self.amount}", "bad_claims"
             )
-        if self.period not in get_args(BudgetPeriod):
+        if not isinstance(self.period, str) or self.period not in _PERIODS:
             raise EnvelopeRejected(
                 f"claim 'budget.period': expected 'total' or 'month', got {self.period!r}", "bad_claims"
             )
@@ -288,7 +284,7 @@ class Budget:
             raise EnvelopeRejected(
                 f"claim 'budget.amount': expected a decimal string such as \"25.00\", got {shown}", "bad_claims"
             )
-        if period not in get_args(BudgetPeriod):
+        if not isinstance(period, str) or period not in _PERIODS:
             raise EnvelopeRejected(
                 f"claim 'budget.period': expected 'total' or 'month', got {period!r}"[:120], "bad_claims"
             )
@@ -348,7 +344,7 @@ class Claims:
             )
         if self.budget is not None and not isinstance(self.budget, Budget):
             raise EnvelopeRejected(f"claim 'budget': expected a Budget, got {_json_type(self.budget)}", "bad_claims")
-        if self.role not in get_args(Role):
+        if not isinstance(self.role, str) or self.role not in _ROLES:
             raise EnvelopeRejected(f"claim 'role': expected 'user' or 'admin', got {self.role!r}"[:120], "bad_claims")
 
     def to_payload(self) -> dict[str, Any]:
@@ -389,7 +385,7 @@ class Claims:
             if name not in payload:
                 raise EnvelopeRejected(f"malformed claims: required claim {name!r} is missing", "bad_claims")
         role = payload.get("role", "user")
-        if role not in get_args(Role):
+        if not isinstance(role, str) or role not in _ROLES:
             raise EnvelopeRejected(f"claim 'role': expected 'user' or 'admin', got {_json_type(role)}", "bad_claims")
         budget = payload.get("budget")
         return cls(
@@ -443,6 +439,10 @@ def _implicit_for(deployment_id: object) -> bytes:
     return deployment_id.encode("utf-8")
 
 
+def _footer_for(kid: str) -> bytes:
+    return json.dumps({"kid": kid}, separators=(",", ":")).encode("ascii")
+
+
 class EnvelopeSigner:
     """Issues envelopes for one deployment with its Ed25519 key (``Home.signing_key()``)."""
 
@@ -455,7 +455,7 @@ class EnvelopeSigner:
         self._sk64 = bytes(secret_key) + pk
         self._implicit = _implicit_for(deployment_id)
         self.kid: str = k4_pid(pk)
-        self._footer = json.dumps({"kid": self.kid}, separators=(",", ":")).encode("ascii")
+        self._footer = _footer_for(self.kid)
 
     @property
     def public_key(self) -> bytes:
@@ -483,7 +483,7 @@ class EnvelopeVerifier:
     construction so a mislabelled map fails at startup, not per request. The map is copied.
     """
 
-    __slots__ = ("_keys", "_implicit", "_leeway", "_clock")
+    __slots__ = ("_keys", "_canonical_footers", "_implicit", "_leeway", "_clock")
 
     def __init__(
         self,
@@ -504,6 +504,10 @@ class EnvelopeVerifier:
         if not isinstance(leeway_s, int | float) or not 0 <= leeway_s <= _MAX_LEEWAY_S:
             raise ConfigError(f"envelope verifier: leeway must be between 0 and {_MAX_LEEWAY_S:g} s, got {leeway_s!r}")
         self._keys = keys
+        # Fast path: the exact footer text our signer emits for each trusted key -> (footer bytes, key).
+        # An exact string match on a precomputed value, so it trusts nothing the JSON parse would not.
+        footers = {kid: _footer_for(kid) for kid in keys}
+        self._canonical_footers = {b64url_encode(footers[kid]): (footers[kid], pk) for kid, pk in keys.items()}
         self._implicit = _implicit_for(deployment_id)
         self._leeway = float(leeway_s)
         self._clock = clock
@@ -522,8 +526,13 @@ class EnvelopeVerifier:
                 'envelope has no footer (truncated, or not issued by Visionality): expected {"kid": "k4.pid..."}',
                 "bad_footer",
             )
-        footer = b64url_decode(footer_text, what="envelope footer", error=_Base64Rejected)
-        pk = self._keys.get(self._kid_of(footer))
+        pk: bytes | None
+        known = self._canonical_footers.get(footer_text)
+        if known is not None:
+            footer, pk = known
+        else:
+            footer = b64url_decode(footer_text, what="envelope footer", error=_Base64Rejected)
+            pk = self._keys.get(self._kid_of(footer))
         if pk is None:
             raise EnvelopeRejected(
                 "unknown kid: the envelope names a signing key this deployment does not trust", "unknown_kid"

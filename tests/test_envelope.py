@@ -190,6 +190,9 @@ def test_rfc3339_times_parse(text: str, expected: datetime) -> None:
         "2026-12-03T24:00:00Z",
         "2026-12-03T23:59:60Z",
         "2026-12-03T19:00:00+24:00",
+        "2026-12-03T19:00:00+02:75",  # fromisoformat alone would read this as +03:15
+        "2026-12-03T19:00:00.Z",
+        "２０２６-12-03T19:00:00Z",  # non-ASCII digits
         "2026-12-03T19:00Z",
         " 2026-12-03T19:00:00Z",
     ],
@@ -532,3 +535,13 @@ def test_verify_is_fast(signer: EnvelopeSigner, signing_key: nacl.signing.Signin
     for _ in range(n):
         verifier.verify(token)
     assert (time.perf_counter() - start) / n < 0.002
+
+
+def test_footer_in_another_json_spelling_takes_the_slow_path(signing_key: nacl.signing.SigningKey) -> None:
+    # Our signer emits compact JSON; another valid spelling of the same footer must still verify (and is
+    # authenticated by the signature like any other footer).
+    sk64 = bytes(signing_key) + bytes(signing_key.verify_key)
+    footer = b'{ "kid" : "' + k4_pid(bytes(signing_key.verify_key)).encode() + b'" }'
+    payload = json.dumps(_claims().to_payload()).encode()
+    token = sign_v4_public(sk64, payload, footer, DEPLOYMENT.encode())
+    assert _verifier(signing_key).verify(token) == _claims()
