@@ -64,6 +64,8 @@ _MAX_LINE_BYTES: Final = 16 * 1024
 # Redis client timeouts: a poll runs in a worker thread, but a hung socket must still not stall the
 # watcher past the 1 s revocation target for long.
 _REDIS_TIMEOUT_S: Final = 1.0
+# Entries fetched per poll: bounds one LRANGE reply; a longer backlog is drained over the next polls.
+_REDIS_BATCH: Final = 10_000
 
 
 class RevocationError(VisionalityError):
@@ -392,15 +394,20 @@ class RedisRevocationFeed:
 
     def read_new(self, offset: int) -> tuple[list[RevocationRecord], int]:
         try:
-            length: int = self._client.llen(self.key)
-            if length < offset:
-                log.error(
-                    "%s shrank from %d to %d entries (it is append-only); reading it again", self.name, offset, length
-                )
-                offset = 0
-            if length == offset:
-                return [], offset
-            items = cast(list[bytes], self._client.lrange(self.key, offset, length - 1))
+            # One round trip per poll in the common case; LLEN only when nothing came back, to tell
+            # "no news" from "the list shrank" (it should never shrink).
+            items = cast(list[bytes], self._client.lrange(self.key, offset, offset + _REDIS_BATCH - 1))
+            if not items and offset:
+                length: int = self._client.llen(self.key)
+                if length < offset:
+                    log.error(
+                        "%s shrank from %d to %d entries (it is append-only); reading it again",
+                        self.name,
+                        offset,
+                        length,
+                    )
+                    offset = 0
+                    items = cast(list[bytes], self._client.lrange(self.key, 0, _REDIS_BATCH - 1))
         except (redis.exceptions.RedisError, OSError) as e:
             raise RevocationUnavailable(f"cannot read revocations from {self.name}: {e}") from e
         return _parse_lines(items, self.name), offset + len(items)
@@ -456,7 +463,7 @@ class RevocationWatcher:
         self._offsets = [0] * len(self.sources)
         self._last_ok: list[float | None] = [None] * len(self.sources)
         self._errors: list[str | None] = [None] * len(self.sources)
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     @property
     def last_error(self) -> str | None:
@@ -482,41 +489,53 @@ class RevocationWatcher:
         ]
 
     async def start(self) -> None:
-        """Load every source once (so the set is complete before traffic), then poll in the background."""
-        if self._task is not None:
+        """Load every source once (so the set is complete before traffic), then poll in the background.
+
+        Each source gets its own polling task: a Redis that hangs until its socket timeout must not delay
+        revocations arriving through the file.
+        """
+        if self._tasks:
             return
         await self.poll_once()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="visionality-revocation-watcher")
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._run(i), name=f"visionality-revocations-{i}") for i in range(len(self.sources))
+        ]
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
     async def poll_once(self) -> int:
-        """Poll every source once; returns how many records were applied."""
-        applied = 0
-        for i, source in enumerate(self.sources):
-            try:
-                records, offset = await asyncio.to_thread(source.read_new, self._offsets[i])
-            except VisionalityError as e:
-                self._record_error(i, str(e))
-                continue
-            except Exception as e:  # a bug in a source must not kill the watcher; keep the last good state
-                log.exception("revocation source %s failed unexpectedly", source.name)
-                self._record_error(i, f"{type(e).__name__}: {e}")
-                continue
-            for record in records:
-                self.revocations.add(record)
-            applied += len(records)
-            self._offsets[i] = offset
-            self._last_ok[i] = self._clock()
-            if self._errors[i] is not None:
-                log.warning("revocation source %s recovered", source.name)
-                self._errors[i] = None
-        return applied
+        """Poll every source once, concurrently; returns how many records were applied."""
+        counts = await asyncio.gather(*(self._poll_source(i) for i in range(len(self.sources))))
+        return sum(counts)
+
+    async def _poll_source(self, i: int) -> int:
+        source = self.sources[i]
+        try:
+            # In a worker thread: a slow disk or Redis must not stall the proxy's event loop.
+            records, offset = await asyncio.to_thread(source.read_new, self._offsets[i])
+        except VisionalityError as e:
+            self._record_error(i, str(e))
+            return 0
+        except Exception as e:  # a bug in a source must not kill the watcher; keep the last good state
+            log.exception("revocation source %s failed unexpectedly", source.name)
+            self._record_error(i, f"{type(e).__name__}: {e}")
+            return 0
+        # Applied on the event loop, the thread request hooks run on: no lock needed.
+        for record in records:
+            self.revocations.add(record)
+        self._offsets[i] = offset
+        self._last_ok[i] = self._clock()
+        if self._errors[i] is not None:
+            log.warning("revocation source %s recovered", source.name)
+            self._errors[i] = None
+        return len(records)
 
     def _record_error(self, i: int, message: str) -> None:
         if self._errors[i] != message:
@@ -524,7 +543,7 @@ class RevocationWatcher:
             log.warning("revocation source %s: %s (keeping the last good state)", self.sources[i].name, message)
         self._errors[i] = message
 
-    async def _run(self) -> None:
+    async def _run(self, i: int) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
-            await self.poll_once()
+            await self._poll_source(i)

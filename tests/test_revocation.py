@@ -449,3 +449,44 @@ def test_watcher_configuration_is_checked() -> None:
         RevocationWatcher(RevocationSet(), [])
     with pytest.raises(RevocationError, match="interval_s"):
         RevocationWatcher(RevocationSet(), [_FlakySource()], interval_s=0)
+
+
+def test_redis_feed_that_shrank_is_read_again(redis_prefix: str) -> None:
+    feed = RedisRevocationFeed(REDIS_URL, prefix=redis_prefix)
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        feed.append("jti", "key_1", "r1", "admin")
+        feed.append("jti", "key_2", "r2", "admin")
+        _, offset = feed.read_new(0)
+        client.delete(feed.key)
+        feed.append("jti", "key_3", "r3", "admin")
+        records, offset = feed.read_new(offset)
+        assert [r.value for r in records] == ["key_3"] and offset == 1
+    finally:
+        client.close()
+        feed.close()
+
+
+def test_a_hanging_source_does_not_delay_file_revocations(log_path: Path) -> None:
+    class Hanging:
+        name = "hanging redis"
+
+        def read_new(self, offset: int) -> tuple[list[RevocationRecord], int]:
+            time.sleep(1.5)  # a blackholed Redis waiting out its socket timeout
+            raise RevocationUnavailable("timeout")
+
+    async def scenario() -> float:
+        revocations = RevocationSet()
+        watcher = RevocationWatcher(revocations, [RevocationFile(log_path), Hanging()])
+        await watcher.start()
+        try:
+            start = time.monotonic()
+            await asyncio.to_thread(RevocationFile(log_path).append, "jti", "key_1", "stolen", "admin")
+            while revocations.check(_claims(jti="key_1")) is None:
+                assert time.monotonic() - start < 5, "revocation never arrived"
+                await asyncio.sleep(0.01)
+            return time.monotonic() - start
+        finally:
+            await watcher.stop()
+
+    assert asyncio.run(scenario()) < 1.0
