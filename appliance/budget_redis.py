@@ -13,6 +13,11 @@ Keys, all under one hash tag so a script's keys share a slot (``{visionality}`` 
   settled ones ``settled_ttl_s`` (1 day: long enough for any retry).
 * ``{p}:burn:<bucket>:<epoch minute>`` -- spend settled in that minute, expiring after two hours.
 
+Reserve and settle calls issued in the same event-loop turn go to Redis as one pipeline (one round
+trip; each script still runs atomically on its own). A burst of 200 concurrent calls through redis-py
+one command at a time took ~0.4 s on a loaded 2-core machine, longer than the 0.25 s timeout, and
+would have failed closed as 503s; pipelined it is one round trip of a few milliseconds.
+
 Fail closed, never open (Portkey 2.0 fails open when its counter cannot be read):
 
 * Any Redis error or a reply slower than ``timeout_s`` raises :class:`BudgetUnavailable` (HTTP 503).
@@ -42,7 +47,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError, RedisError
 
 from .budget import (
     MAX_NANOS,
@@ -137,6 +143,72 @@ _CANCEL_DELAYS_S = (0.5, 2.0, 8.0)
 _MAX_PENDING_CANCELS = 1024
 
 
+class _Batcher:
+    """Coalesces the script calls made in one event-loop turn into one pipeline (one round trip)."""
+
+    def __init__(self, client: aioredis.Redis, scripts: Sequence[AsyncScript], timeout_s: float) -> None:
+        self._client = client
+        self._scripts = scripts
+        self._timeout_s = timeout_s
+        self._pending: list[tuple[str, list[Any], asyncio.Future[Any]]] = []
+        self._loaded = False
+        self._sends: set[asyncio.Task[None]] = set()
+
+    def submit(self, script: AsyncScript, keys: Sequence[Any], args: Sequence[Any]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        if not self._pending:
+            loop.call_soon(self._flush)
+        self._pending.append((script.sha, [len(keys), *keys, *args], future))
+        return future
+
+    def _flush(self) -> None:
+        calls, self._pending = self._pending, []
+        task = asyncio.get_running_loop().create_task(self._send(calls))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _send(self, calls: list[tuple[str, list[Any], asyncio.Future[Any]]]) -> None:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                replies = await self._execute(calls)
+                retry = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+                if retry:  # Redis restarted or flushed its script cache: load once, resend those
+                    self._loaded = False
+                    again = await self._execute([calls[i] for i in retry])
+                    for i, reply in zip(retry, again, strict=True):
+                        replies[i] = reply
+        except BaseException as e:  # every waiter must hear of the failure, even on cancellation
+            for _, _, future in calls:
+                if not future.done():
+                    future.set_exception(e if isinstance(e, Exception) else RedisError(repr(e)))
+            if not isinstance(e, Exception):
+                raise
+            return
+        for (_, _, future), reply in zip(calls, replies, strict=True):
+            if future.done():  # the caller timed out and went away
+                continue
+            if isinstance(reply, Exception):
+                future.set_exception(reply)
+            else:
+                future.set_result(reply)
+
+    async def _execute(self, calls: Sequence[tuple[str, list[Any], asyncio.Future[Any]]]) -> list[Any]:
+        if not self._loaded:
+            for script in self._scripts:
+                await self._client.script_load(script.script)
+            self._loaded = True
+        pipe = self._client.pipeline(transaction=False)
+        for sha, argv, _ in calls:
+            pipe.evalsha(sha, *argv)
+        return list(await pipe.execute(raise_on_error=False))
+
+    async def close(self) -> None:
+        for task in list(self._sends):
+            task.cancel()
+        await asyncio.gather(*self._sends, return_exceptions=True)
+
+
 class RedisCounters:
     """Counters in Redis (``redis://host:port/db``), atomic across processes and machines."""
 
@@ -173,6 +245,7 @@ class RedisCounters:
         self._reserve_script = self._redis.register_script(_RESERVE)
         self._settle_script = self._redis.register_script(_SETTLE)
         self._seed_script = self._redis.register_script(_SEED)
+        self._batcher = _Batcher(self._redis, (self._reserve_script, self._settle_script), timeout_s)
         self._cancels: set[asyncio.Task[None]] = set()
         self.generation: str | None = None  # set by rebuild() when this node seeded
 
@@ -191,7 +264,7 @@ class RedisCounters:
         for i, b in enumerate(plan.cap_bucket):
             args += [b, plan.cap_nanos[i]]
         try:
-            reply = await self._run(self._reserve_script(keys=keys, args=args))
+            reply = await self._run(self._batcher.submit(self._reserve_script, keys, args))
         except BudgetUnavailable:
             self._spawn_cancel(reservation_id, plan.buckets)
             raise
@@ -285,6 +358,7 @@ class RedisCounters:
         for task in list(self._cancels):
             task.cancel()
         await asyncio.gather(*self._cancels, return_exceptions=True)
+        await self._batcher.close()
         await self._redis.aclose()
         await self._redis.connection_pool.disconnect()
 
@@ -314,7 +388,8 @@ class RedisCounters:
             *(self._bucket(b) for b in buckets),
             *(self._burn(b, minute) for b in buckets),
         ]
-        return await self._run(self._settle_script(keys=keys, args=[n, self._settled_ttl_s, _BURN_TTL_S]))
+        args = [n, self._settled_ttl_s, _BURN_TTL_S]
+        return await self._run(self._batcher.submit(self._settle_script, keys, args))
 
     def _spawn_cancel(self, reservation_id: str, buckets: Sequence[str]) -> None:
         if len(self._cancels) >= _MAX_PENDING_CANCELS:
