@@ -191,6 +191,19 @@ def cpu_seconds(pid: int) -> float:
     return ticks / _CLK_TCK
 
 
+def core_busy_seconds(core: int | None) -> float:
+    """Busy time (user+nice+system+irq+softirq+steal) of one CPU from /proc/stat; 0 when unknown."""
+    if core is None:
+        return 0.0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/stat") as f:
+            for line in f:
+                if line.startswith(f"cpu{core} "):
+                    v = [int(x) for x in line.split()[1:9]]
+                    return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / _CLK_TCK
+    return 0.0
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM (peak resident set) summed over the process tree, in MiB."""
     kb = 0
@@ -539,6 +552,8 @@ class Options:
     stream_requests: int
     warmup: float
     concurrency: int
+    rounds: int
+    proxy_core: int | None = None
 
 
 @dataclass
@@ -551,6 +566,7 @@ class Result:
     stream: PhaseResult | None = None
     cpu_ms_per_req: float = math.nan
     peak_rss_mb: float = math.nan
+    outside_load: float = math.nan  # share of the proxy core used by others while this target was measured
 
     def metrics(self) -> dict[str, Any]:
         def ms(v: float) -> float | None:
@@ -582,6 +598,7 @@ class Result:
             }
         d["cpu_ms_per_req"] = None if math.isnan(self.cpu_ms_per_req) else round(self.cpu_ms_per_req, 3)
         d["peak_rss_mb"] = None if math.isnan(self.peak_rss_mb) else round(self.peak_rss_mb, 1)
+        d["outside_load_on_proxy_core"] = None if math.isnan(self.outside_load) else round(self.outside_load, 3)
         return d
 
 
@@ -594,60 +611,100 @@ async def _check(run: Running, body: bytes, extra: dict[str, str], expect: bytes
         raise Unavailable(f"{what} probe answered HTTP {status}: {prefix[:200]!r}")
 
 
-async def measure(name: str, run: Running, opts: Options) -> Result:
-    res = Result(name)
+def _merge(into: PhaseResult | None, part: PhaseResult) -> PhaseResult:
+    if into is None:
+        return part
+    into.latencies += part.latencies
+    into.ttfbs += part.ttfbs
+    into.ok += part.ok
+    into.errors += part.errors
+    into.error_samples = (into.error_samples + part.error_samples)[:5]
+    into.elapsed += part.elapsed
+    return into
+
+
+async def measure_all(runs: dict[str, Running], results: dict[str, Result], opts: Options) -> None:
+    """Probe and warm every running target, then measure them in interleaved rounds.
+
+    Every phase is split into ``opts.rounds`` slices and the targets take turns slice by slice (the
+    starting target rotates), so a burst of outside load on this shared machine lands on all of them
+    instead of on whichever target happened to be running. CPU is counted only over a target's own slices.
+    """
     plain, streamed = chat_body(stream=False), chat_body(stream=True)
     expect_plain, expect_stream = b'"chat.completion"', b"chat.completion.chunk"
-    await _check(run, plain, {}, expect_plain, "non-stream")
-    await _check(run, streamed, run.stream_headers, expect_stream, "stream")
+    active: list[str] = []
+    for name, run in runs.items():
+        try:
+            await _check(run, plain, {}, expect_plain, "non-stream")
+            await _check(run, streamed, run.stream_headers, expect_stream, "stream")
+        except Unavailable as e:
+            results[name].status, results[name].reason = "failed", str(e)
+            continue
+        active.append(name)
+        # Warm-up: connections, caches, JIT (node), imports on first use (LiteLLM).
+        if opts.warmup > 0:
+            w = opts.warmup / 3
+            await run_phase(run.target, plain, concurrency=1, requests=opts.requests, duration=w)
+            await run_phase(run.target, plain, concurrency=opts.concurrency, requests=opts.requests, duration=w)
+            await run_phase(
+                run.target,
+                streamed,
+                concurrency=1,
+                requests=max(3, opts.stream_requests // 10),
+                duration=w,
+                extra_headers=run.stream_headers,
+            )
 
-    # Warm-up: connections, caches, JIT (node), imports on first use (LiteLLM).
-    if opts.warmup > 0:
-        await run_phase(run.target, plain, concurrency=1, requests=opts.requests, duration=opts.warmup / 3)
-        await run_phase(
-            run.target, plain, concurrency=opts.concurrency, requests=opts.requests, duration=opts.warmup / 3
-        )
-        await run_phase(
-            run.target,
-            streamed,
-            concurrency=1,
-            requests=max(3, opts.stream_requests // 10),
-            duration=opts.warmup / 3,
-            extra_headers=run.stream_headers,
-        )
+    cpu = {name: 0.0 for name in active}
+    # Time the proxy core spent on anything but the proxy under test (other sessions on this shared
+    # machine, the kernel, the hypervisor's steal), over the proxied targets' slices: the noise gauge.
+    outside = {name: 0.0 for name in active}
+    wall = {name: 0.0 for name in active}
+    rounds = max(1, opts.rounds)
+    phases = (
+        ("c1", plain, 1, opts.requests, expect_plain, False),
+        ("cN", plain, opts.concurrency, opts.requests, expect_plain, False),
+        ("stream", streamed, 1, opts.stream_requests, expect_stream, True),
+    )
+    for key, body, conc, count, expect, is_stream in phases:
+        for rnd in range(rounds):
+            order = active[rnd % len(active) :] + active[: rnd % len(active)] if active else []
+            for name in order:
+                run, res = runs[name], results[name]
+                pid = run.proc.pid if run.proc else None
+                cpu0 = cpu_seconds(pid) if pid else 0.0
+                busy0 = core_busy_seconds(opts.proxy_core)
+                part = await run_phase(
+                    run.target,
+                    body,
+                    concurrency=conc,
+                    requests=max(1, math.ceil(count / rounds)),
+                    duration=opts.duration / rounds,
+                    extra_headers=run.stream_headers if is_stream else None,
+                    expect=expect,
+                )
+                if pid:
+                    used = cpu_seconds(pid) - cpu0
+                    cpu[name] += used
+                    if opts.proxy_core is not None:
+                        outside[name] += max(0.0, core_busy_seconds(opts.proxy_core) - busy0 - used)
+                        wall[name] += part.elapsed
+                setattr(res, key, _merge(getattr(res, key), part))
 
-    pid = run.proc.pid if run.proc else None
-    cpu0 = cpu_seconds(pid) if pid else 0.0
-    res.c1 = await run_phase(
-        run.target, plain, concurrency=1, requests=opts.requests, duration=opts.duration, expect=expect_plain
-    )
-    res.cN = await run_phase(
-        run.target,
-        plain,
-        concurrency=opts.concurrency,
-        requests=opts.requests,
-        duration=opts.duration,
-        expect=expect_plain,
-    )
-    res.stream = await run_phase(
-        run.target,
-        streamed,
-        concurrency=1,
-        requests=opts.stream_requests,
-        duration=opts.duration,
-        extra_headers=run.stream_headers,
-        expect=expect_stream,
-    )
-    if pid:
-        total = res.c1.ok + res.cN.ok + res.stream.ok
-        if total:
-            res.cpu_ms_per_req = (cpu_seconds(pid) - cpu0) * 1000 / total
-        res.peak_rss_mb = peak_rss_mb(pid)
-    errors = res.c1.errors + res.cN.errors + res.stream.errors
-    if errors:
-        samples = (res.c1.error_samples + res.cN.error_samples + res.stream.error_samples)[:2]
-        res.reason = f"{errors} errors, e.g. {samples}"
-    return res
+    for name in active:
+        res, run = results[name], runs[name]
+        assert res.c1 is not None and res.cN is not None and res.stream is not None
+        if run.proc:
+            total = res.c1.ok + res.cN.ok + res.stream.ok
+            if total:
+                res.cpu_ms_per_req = cpu[name] * 1000 / total
+            res.peak_rss_mb = peak_rss_mb(run.proc.pid)
+            if wall[name] > 0:
+                res.outside_load = outside[name] / wall[name]
+        errors = res.c1.errors + res.cN.errors + res.stream.errors
+        if errors:
+            samples = (res.c1.error_samples + res.cN.error_samples + res.stream.error_samples)[:2]
+            res.reason = f"{errors} errors, e.g. {samples}"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -722,6 +779,7 @@ def render(results: dict[str, Result], opts: Options) -> str:
         "ttfb p50",
         "ttfb p99",
         "rss MB",
+        "noise %",
         "+lat c1",
         "rps % mitm",
         "+ttfb",
@@ -756,6 +814,7 @@ def render(results: dict[str, Result], opts: Options) -> str:
                 _fmt(_p(r.stream, 50, True)),
                 _fmt(_p(r.stream, 99, True)),
                 _fmt(r.peak_rss_mb, 0),
+                _fmt(100 * r.outside_load, 0),
                 _fmt(add_lat, 2, True) if name != "direct" else "",
                 _fmt(share, 0),
                 _fmt(add_ttfb, 2, True) if name != "direct" else "",
@@ -777,7 +836,8 @@ def render(results: dict[str, Result], opts: Options) -> str:
     out.append(
         f"latencies/ttfb in ms (client side); +lat c1 = c1 p50 minus direct's; rps % mitm = rps c{n} as % "
         "of bare mitmdump's; +ttfb = ttfb p50 minus direct's; cpu = proxy process tree user+sys over all "
-        "measured requests; rss = peak (VmHWM) of the proxy process tree."
+        "measured requests; rss = peak (VmHWM) of the proxy process tree; noise % = share of the proxy's "
+        "core busy with anything else while it was measured (this machine is shared: > 10 % means noisy)."
     )
     if g:
         out.append("")
@@ -786,12 +846,16 @@ def render(results: dict[str, Result], opts: Options) -> str:
             f">= {GOAL_RPS_SHARE * 100:.0f}% of its rps at c={n}; "
             f"adds < {GOAL_TTFB_MS:.0f} ms to the first streamed byte over direct"
         )
+
+        def num(v: float | None, scale: float = 1.0) -> float:
+            return math.nan if v is None else v * scale
+
         for row in g.values():
             out.append(
                 f"  {row['target']:<18} vs {row['baseline'] or '-':<13} "
-                f"+lat {_fmt(row['added_over_mitmdump_c1_p50_ms'] or math.nan, 2, True)} ms {row['added_verdict']:<4}  "
-                f"rps {_fmt((row['rps_share_of_mitmdump'] or math.nan) * 100, 0)}% {row['rps_verdict']:<4}  "
-                f"+ttfb {_fmt(row['ttfb_added_over_direct_p50_ms'] or math.nan, 2, True)} ms {row['ttfb_verdict']}"
+                f"+lat {_fmt(num(row['added_over_mitmdump_c1_p50_ms']), 2, True)} ms {row['added_verdict']:<4}  "
+                f"rps {_fmt(num(row['rps_share_of_mitmdump'], 100), 0)}% {row['rps_verdict']:<4}  "
+                f"+ttfb {_fmt(num(row['ttfb_added_over_direct_p50_ms']), 2, True)} ms {row['ttfb_verdict']}"
             )
     if notes:
         out.append("")
@@ -887,6 +951,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds per target (default 2)")
     ap.add_argument("--concurrency", type=int, default=HIGH_CONCURRENCY, help="the high concurrency (default 32)")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="split each phase into this many slices, targets taking turns (default 3)"
+    )
     ap.add_argument("--json", dest="json_out", help="write all results and metadata to this JSON file")
     ap.add_argument("--startup-timeout", type=float, default=45.0, help="seconds a target may take to start")
     ap.add_argument("--proxy-core", type=int, default=1)
@@ -927,16 +994,18 @@ def main(argv: list[str] | None = None) -> int:
         stream_requests=args.stream_requests,
         warmup=args.warmup,
         concurrency=args.concurrency,
+        rounds=args.rounds,
     )
     python = sys.executable
     load_core, proxy_core, pin_note = _pinning(args)
+    opts.proxy_core = proxy_core
     workdir = Path(tempfile.mkdtemp(prefix="bench-wire-"))
     started = _dt.datetime.now(_dt.UTC)
     print(f"bench_wire {started:%Y-%m-%d %H:%M} UTC; {pin_note}", flush=True)
     print(
         f"phases: c=1 and c={opts.concurrency} non-stream, <= {opts.requests} requests or {opts.duration:g}s each; "
         f"stream TTFB c=1 <= {opts.stream_requests} ({STREAM_CHUNKS} chunks, {STREAM_CHUNK_DELAY_MS} ms apart); "
-        f"warm-up {opts.warmup:g}s",
+        f"warm-up {opts.warmup:g}s; targets take turns in {opts.rounds} rounds",
         flush=True,
     )
     results: dict[str, Result] = {}
@@ -952,24 +1021,27 @@ def main(argv: list[str] | None = None) -> int:
                 python=python,
                 startup_timeout=args.startup_timeout,
             )
+            runs: dict[str, Running] = {}
+            # Start everything first (each pinned to the proxy core, idle while the others are measured).
             for name in args.target_names:
                 t0 = time.monotonic()
-                n_before = len(env.procs)
+                results[name] = Result(name)
                 try:
-                    run = BUILDERS[name](env)
-                    # every phase is bounded by --duration; this is the backstop
-                    budget = 4 * opts.duration + opts.warmup + 60
-                    res = asyncio.run(asyncio.wait_for(measure(name, run, opts), budget))
+                    runs[name] = BUILDERS[name](env)
+                    print(f"  {name}: started in {time.monotonic() - t0:.1f}s", flush=True)
                 except Unavailable as e:
-                    res = Result(name, status="unavailable", reason=str(e))
-                except TimeoutError:
-                    res = Result(name, status="failed", reason="timed out")
-                finally:
-                    for p in env.procs[n_before:]:
-                        p.stop()
-                results[name] = res
-                tail = f" ({res.reason})" if res.status != "ok" else ""
-                print(f"  {name}: {res.status} in {time.monotonic() - t0:.1f}s{tail}", flush=True)
+                    results[name] = Result(name, status="unavailable", reason=str(e))
+                    print(f"  {name}: not available: {e}", flush=True)
+            # Every slice is bounded by --duration/--rounds; this is the backstop.
+            budget = len(runs) * (3 * opts.duration + opts.warmup + 30) + 60
+            t0 = time.monotonic()
+            try:
+                asyncio.run(asyncio.wait_for(measure_all(runs, results, opts), budget))
+            except TimeoutError:
+                for name in runs:
+                    if results[name].status == "ok" and results[name].stream is None:
+                        results[name].status, results[name].reason = "failed", f"timed out after {budget:.0f}s"
+            print(f"  measured {len(runs)} target(s) in {time.monotonic() - t0:.1f}s", flush=True)
     except KeyboardInterrupt:
         print("bench_wire: interrupted", file=sys.stderr)
         return 130
