@@ -459,15 +459,21 @@ def test_attack_empty_string(signing_key: nacl.signing.SigningKey) -> None:
         _verifier(signing_key).verify(None)  # type: ignore[arg-type]
 
 
-def test_attack_huge_input_is_refused_before_any_parsing(signing_key: nacl.signing.SigningKey) -> None:
+def test_attack_huge_input_is_refused_before_any_parsing(
+    signing_key: nacl.signing.SigningKey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_decoding(*args: object, **kwargs: object) -> bytes:
+        raise AssertionError("an oversized token reached the base64 decoder")
+
+    monkeypatch.setattr("visionality.envelope.b64url_decode", no_decoding)
     huge = "v4.public." + "A" * (8 * 1024 * 1024)
     verifier = _verifier(signing_key)
     start = time.perf_counter()
     error = _reject(verifier, huge)
-    elapsed = time.perf_counter() - start
+    assert time.perf_counter() - start < 0.05  # one len(); decoding 8 MiB would take far longer
     assert error.code == "too_large"
     assert f"limit {MAX_TOKEN_CHARS}" in str(error)
-    assert elapsed < 0.01  # one len(), no base64 of 8 MiB
+    assert _reject(verifier, "v4.public." + "A" * (MAX_TOKEN_CHARS - 9)).code == "too_large"  # 16 KiB + 1
 
 
 def test_attack_extra_dot_segments(signer: EnvelopeSigner, signing_key: nacl.signing.SigningKey) -> None:
