@@ -57,12 +57,12 @@ _ROLES: Final = frozenset(get_args(Role))
 
 _HEADER: Final = "v4.public."
 _HEADER_BYTES: Final = _HEADER.encode("ascii")
-# Ed25519 signature and key sizes (RFC 8032 section 5.1.6; libsodium crypto_sign_BYTES).
+# Ed25519 signature and key sizes (RFC 8032 section 5.1; libsodium crypto_sign_BYTES etc.).
 _SIG_BYTES: Final = 64
 _PK_BYTES: Final = 32
 _SK_BYTES: Final = 64
 
-# A realistic envelope with every claim is ~600 chars; 16 KiB leaves room for long memos while bounding
+# A realistic envelope with every claim set is ~750 chars; 16 KiB leaves room for long memos while bounding
 # the work an unauthenticated caller can make us do before the signature check (base64 + JSON of the footer).
 MAX_TOKEN_CHARS: Final = 16 * 1024
 # Our footer is {"kid":"k4.pid.<44 chars>"} = 61 bytes. The PASETO spec (Version4.md, "Verify", and the
