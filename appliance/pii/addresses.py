@@ -29,20 +29,23 @@ def email_score(text: str, start: int, end: int, validators: PresidioValidators)
     return 1.0 if validators.email_ok(text[start:end]) else 0.0
 
 
-def ip_score(text: str, start: int, end: int, validators: PresidioValidators) -> float:
+def ip_score(text: str, start: int, end: int) -> float:
     candidate = text[start:end]
     if ":" in candidate and "::" not in candidate and candidate.count(":") != 7 and "." not in candidate:
         return 0.0  # "10:23:45", MAC addresses: not IPv6 (needs eight groups or "::")
     if ":" in candidate and not any(c.isdigit() for c in candidate.replace("::", "")):
         return 0.0  # "Add::add", "dead::beef": C++ scopes and hex words parse as IPv6, but are not addresses
-    if validators.ip_invalid(candidate):
+    # Presidio's IpRecognizer.invalidate_result is exactly ``ipaddress.ip_interface`` failing; we call it once
+    # here and keep the parsed value instead of parsing twice.
+    try:
+        address = ipaddress.ip_interface(candidate).ip
+    except ValueError:
         return 0.0
     if start > 0 and text[start - 1] in "vV":
         return 0.0
     before = text[max(0, start - 24) : start].lower()
     if any(word in before for word in _VERSION_WORDS):
         return 0.0  # "version 4.2.10.1": four-part version numbers parse as IPv4
-    address = ipaddress.ip_interface(candidate).ip
     if address.is_loopback or address.is_unspecified or address.is_link_local or address.is_multicast:
         return 0.0
     if any(address in net for net in _DOC_NETS if net.version == address.version):

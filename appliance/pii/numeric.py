@@ -248,7 +248,13 @@ class NumericDetector:
                 number = phonenumbers.parse(candidate, region)
             except NumberParseException:
                 continue
-            if phonenumbers.is_valid_number(number):
+            # is_valid_number() first looks the region up among all regions sharing the country code (25
+            # for NANP) -- 80% of its cost; we already know the one or two regions that matter.
+            if region is None:
+                check = (phonenumbers.region_code_for_country_code(number.country_code),)
+            else:
+                check = ("US", "CA") if region == _NANP else (region,)
+            if any(phonenumbers.is_valid_number_for_region(number, r) for r in check):
                 best = 0.85 if shaped else 0.45
                 break
             if best == 0.0 and phonenumbers.is_possible_number(number):

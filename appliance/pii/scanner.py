@@ -135,7 +135,7 @@ class PiiScanner:
             score = email_score(text, start, end, v)
             return [Finding("EMAIL_ADDRESS", start, end, score)] if score else []
         if kind in ("ipv4", "ipv6"):
-            score = ip_score(text, start, end, v)
+            score = ip_score(text, start, end)
             return [Finding("IP_ADDRESS", start, end, score)] if score else []
         if kind == "iban":
             iban_stop = iban_end(text, start, end, v)
