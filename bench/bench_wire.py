@@ -35,6 +35,7 @@ import sys
 import tempfile
 import textwrap
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -567,6 +568,7 @@ class Result:
     cpu_ms_per_req: float = math.nan
     peak_rss_mb: float = math.nan
     outside_load: float = math.nan  # share of the proxy core used by others while this target was measured
+    notes: list[str] = field(default_factory=list)
 
     def metrics(self) -> dict[str, Any]:
         def ms(v: float) -> float | None:
@@ -576,6 +578,7 @@ class Result:
             "target": self.name,
             "status": self.status,
             "reason": self.reason,
+            "notes": self.notes,
             "description": DESCRIPTIONS.get(self.name, ""),
         }
         for key, ph, vals in (
@@ -623,7 +626,30 @@ def _merge(into: PhaseResult | None, part: PhaseResult) -> PhaseResult:
     return into
 
 
-async def measure_all(runs: dict[str, Running], results: dict[str, Result], opts: Options) -> None:
+def _fake_call(fake_port: int, method: str, path: str) -> Any:
+    """The fake provider's own control endpoints (never through a proxy)."""
+    req = urllib.request.Request(
+        f"http://{LOOPBACK}:{fake_port}{path}", method=method, data=b"" if method == "POST" else None
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def _stream_shape_seen(fake_port: int) -> str | None:
+    """None if the last streamed request reached the provider with our x-fake-* shaping headers, else what it saw."""
+    try:
+        records = _fake_call(fake_port, "GET", "/_fake/requests")
+    except (OSError, ValueError) as e:
+        return f"could not read the provider's log: {e}"
+    streamed = [r for r in records if isinstance(r, dict) and r.get("stream")]
+    last = (streamed or records or [{}])[-1]
+    headers = last.get("headers") or {}
+    got = {k: headers.get(k) for k in STREAM_HEADERS}
+    return None if got == STREAM_HEADERS else f"got {got}"
+
+
+async def measure_all(runs: dict[str, Running], results: dict[str, Result], opts: Options, fake_port: int) -> None:
     """Probe and warm every running target, then measure them in interleaved rounds.
 
     Every phase is split into ``opts.rounds`` slices and the targets take turns slice by slice (the
@@ -635,11 +661,15 @@ async def measure_all(runs: dict[str, Running], results: dict[str, Result], opts
     active: list[str] = []
     for name, run in runs.items():
         try:
+            _fake_call(fake_port, "POST", "/_fake/clear")
             await _check(run, plain, {}, expect_plain, "non-stream")
             await _check(run, streamed, run.stream_headers, expect_stream, "stream")
         except Unavailable as e:
             results[name].status, results[name].reason = "failed", str(e)
             continue
+        seen = _stream_shape_seen(fake_port)
+        if seen is not None:
+            results[name].notes.append(f"stream shape headers did not reach the provider ({seen}): ttfb not comparable")
         active.append(name)
         # Warm-up: connections, caches, JIT (node), imports on first use (LiteLLM).
         if opts.warmup > 0:
@@ -823,6 +853,7 @@ def render(results: dict[str, Result], opts: Options) -> str:
         )
         if r.reason:
             notes.append(f"{name}: {r.reason}")
+        notes.extend(f"{name}: {n}" for n in r.notes)
     widths = [max(len(head[i]), *(len(row[i]) for row in rows)) for i in range(len(head))]
     out = []
 
@@ -1036,7 +1067,7 @@ def main(argv: list[str] | None = None) -> int:
             budget = len(runs) * (3 * opts.duration + opts.warmup + 30) + 60
             t0 = time.monotonic()
             try:
-                asyncio.run(asyncio.wait_for(measure_all(runs, results, opts), budget))
+                asyncio.run(asyncio.wait_for(measure_all(runs, results, opts, env.fake_port), budget))
             except TimeoutError:
                 for name in runs:
                     if results[name].status == "ok" and results[name].stream is None:
