@@ -71,7 +71,7 @@ class EventLog:
         finally:
             os.close(fd)  # closing the descriptor releases the flock
 
-    def append(self, kind: str, **fields: str | int | bool | None) -> int:
+    def append(self, kind: str, /, **fields: str | int | bool | None) -> int:
         """Append one event, fsynced before returning; returns its seq."""
         if not kind or len(kind) > _KIND_MAX:
             raise LedgerError(f"event kind: expected 1..{_KIND_MAX} characters, got {kind!r}")
