@@ -53,11 +53,19 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["FakeProvider", "DEFAULT_OPENAI_KEY", "DEFAULT_ANTHROPIC_KEY", "input_tokens_for", "main"]
+__all__ = [
+    "FakeProvider",
+    "DEFAULT_OPENAI_KEY",
+    "DEFAULT_ANTHROPIC_KEY",
+    "input_tokens_for",
+    "make_plan",
+    "render_body",
+    "main",
+]
 
 DEFAULT_OPENAI_KEY = "sk-fake-openai"
 DEFAULT_ANTHROPIC_KEY = "sk-ant-fake-anthropic"
@@ -162,7 +170,7 @@ def input_tokens_for(body: dict[str, Any]) -> int:
     return max(1, math.ceil(nbytes / 4))
 
 
-def _int_header(headers: dict[str, str], name: str) -> int | None:
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
     raw = headers.get(name)
     if raw is None:
         return None
@@ -545,7 +553,7 @@ class FakeProvider:
             except (ValueError, UnicodeDecodeError) as e:
                 await self._error(conn, req, provider, 400, f"We could not parse the JSON body: {e}", rec)
                 return
-            plan = self._plan(provider, endpoint, body, req.headers)
+            plan = make_plan(provider, endpoint, body, req.headers)
             rec.update(
                 model=plan.model,
                 stream=plan.stream,
@@ -583,63 +591,6 @@ class FakeProvider:
             return value, value == f"Bearer {self.anthropic_key}"
         value = headers.get("authorization")
         return value, value == f"Bearer {self.openai_key}"
-
-    def _plan(self, provider: str, endpoint: str, body: dict[str, Any], headers: dict[str, str]) -> _Plan:
-        model = str(body.get("model") or "unknown-model")
-        stream = bool(body.get("stream")) and endpoint != "embeddings"
-        so = body.get("stream_options")
-        include_usage = bool(stream and isinstance(so, dict) and so.get("include_usage"))
-        max_tokens: int | None = None
-        for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
-            v = body.get(key)
-            if isinstance(v, int) and not isinstance(v, bool):
-                max_tokens = v
-                break
-        if endpoint == "embeddings":
-            inp = body.get("input")
-            if isinstance(inp, list) and inp and all(isinstance(x, int) for x in inp):
-                in_tok = len(inp)
-            elif isinstance(inp, list) and inp and all(isinstance(x, list) for x in inp):
-                in_tok = sum(len(x) for x in inp)
-            else:
-                in_tok = input_tokens_for({"input": inp})
-            out_tok = 0
-        else:
-            in_tok = input_tokens_for(body)
-            want = _int_header(headers, "x-fake-output-tokens")
-            out_tok = DEFAULT_OUTPUT_TOKENS if want is None else max(0, want)
-            if max_tokens is not None:
-                out_tok = min(out_tok, max(0, max_tokens))
-        cached = min(in_tok, max(0, _int_header(headers, "x-fake-cached-tokens") or 0))
-        cache_write = min(in_tok - cached, max(0, _int_header(headers, "x-fake-cache-write-tokens") or 0))
-        reasoning = min(out_tok, max(0, _int_header(headers, "x-fake-reasoning-tokens") or 0))
-        visible = out_tok - reasoning
-        chunks_hdr = _int_header(headers, "x-fake-chunks")
-        chunks = visible if chunks_hdr is None else max(1, chunks_hdr)
-        chunks = max(1, min(chunks, visible)) if visible else (max(1, chunks_hdr) if chunks_hdr else 1)
-        accept = headers.get("accept-encoding", "").lower()
-        gzip = headers.get("x-fake-gzip") == "1" and "gzip" in accept
-        delay = _int_header(headers, "x-fake-chunk-delay-ms") or 0
-        return _Plan(
-            provider=provider,
-            endpoint=endpoint,
-            body=body,
-            model=_RESOLVED_MODEL.get(model, model),
-            stream=stream,
-            include_usage=include_usage,
-            max_tokens=max_tokens,
-            input_tokens=in_tok,
-            output_tokens=out_tok,
-            cached_tokens=cached,
-            cache_write_tokens=cache_write,
-            reasoning_tokens=reasoning,
-            chunks=chunks,
-            chunk_delay=delay / 1000,
-            die_after=_int_header(headers, "x-fake-die-after"),
-            gzip=gzip,
-            message_deltas=max(1, _int_header(headers, "x-fake-message-deltas") or 1),
-            request_id=_anthropic_request_id() if provider == "anthropic" else _openai_request_id(),
-        )
 
     async def _send_json(
         self,
@@ -735,6 +686,65 @@ class FakeProvider:
         except (ConnectionError, RuntimeError):
             rec["client_disconnected"] = True
             raise ConnectionResetError("client went away") from None
+
+
+def make_plan(provider: str, endpoint: str, body: dict[str, Any], headers: Mapping[str, str]) -> _Plan:
+    """Decide everything about the answer (usage, chunking, faults) from the request alone."""
+    model = str(body.get("model") or "unknown-model")
+    stream = bool(body.get("stream")) and endpoint != "embeddings"
+    so = body.get("stream_options")
+    include_usage = bool(stream and isinstance(so, dict) and so.get("include_usage"))
+    max_tokens: int | None = None
+    for key in ("max_tokens", "max_completion_tokens", "max_output_tokens"):
+        v = body.get(key)
+        if isinstance(v, int) and not isinstance(v, bool):
+            max_tokens = v
+            break
+    if endpoint == "embeddings":
+        inp = body.get("input")
+        if isinstance(inp, list) and inp and all(isinstance(x, int) for x in inp):
+            in_tok = len(inp)
+        elif isinstance(inp, list) and inp and all(isinstance(x, list) for x in inp):
+            in_tok = sum(len(x) for x in inp)
+        else:
+            in_tok = input_tokens_for({"input": inp})
+        out_tok = 0
+    else:
+        in_tok = input_tokens_for(body)
+        want = _int_header(headers, "x-fake-output-tokens")
+        out_tok = DEFAULT_OUTPUT_TOKENS if want is None else max(0, want)
+        if max_tokens is not None:
+            out_tok = min(out_tok, max(0, max_tokens))
+    cached = min(in_tok, max(0, _int_header(headers, "x-fake-cached-tokens") or 0))
+    cache_write = min(in_tok - cached, max(0, _int_header(headers, "x-fake-cache-write-tokens") or 0))
+    reasoning = min(out_tok, max(0, _int_header(headers, "x-fake-reasoning-tokens") or 0))
+    visible = out_tok - reasoning
+    chunks_hdr = _int_header(headers, "x-fake-chunks")
+    chunks = visible if chunks_hdr is None else max(1, chunks_hdr)
+    chunks = max(1, min(chunks, visible)) if visible else (max(1, chunks_hdr) if chunks_hdr else 1)
+    accept = headers.get("accept-encoding", "").lower()
+    gzip = headers.get("x-fake-gzip") == "1" and "gzip" in accept
+    delay = _int_header(headers, "x-fake-chunk-delay-ms") or 0
+    return _Plan(
+        provider=provider,
+        endpoint=endpoint,
+        body=body,
+        model=_RESOLVED_MODEL.get(model, model),
+        stream=stream,
+        include_usage=include_usage,
+        max_tokens=max_tokens,
+        input_tokens=in_tok,
+        output_tokens=out_tok,
+        cached_tokens=cached,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=reasoning,
+        chunks=chunks,
+        chunk_delay=delay / 1000,
+        die_after=_int_header(headers, "x-fake-die-after"),
+        gzip=gzip,
+        message_deltas=max(1, _int_header(headers, "x-fake-message-deltas") or 1),
+        request_id=_anthropic_request_id() if provider == "anthropic" else _openai_request_id(),
+    )
 
 
 def _endpoint_for(path: str) -> str | None:
@@ -1117,3 +1127,20 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def render_body(
+    endpoint: str, body: dict[str, Any], headers: Mapping[str, str] | None = None
+) -> tuple[bytes, dict[str, int]]:
+    """The exact body the fake would answer for a successful request (SSE bytes when ``body["stream"]``), and the
+    usage it reports; for tests that need a provider's wire bytes without running a server. ``x-fake-*``
+    headers apply as they would on the wire (except delays and faults)."""
+    provider = "anthropic" if endpoint == "messages" else "openai"
+    plan = make_plan(provider, endpoint, body, {k.lower(): v for k, v in (headers or {}).items()})
+    if plan.stream:
+        data = "".join(ev for ev, _, _ in _events(plan)).encode()
+    else:
+        data = _dumps(_nonstream_body(plan)).encode()
+    if plan.gzip:
+        data = _gzip_all(data)
+    return data, _usage_record(plan)

@@ -3,8 +3,8 @@
 mitmproxy hands a streamed response to the stream callable still Content-Encoded (Anthropic sends gzip SSE
 when the client accepts it): usage is silently lost unless the meter decodes it itself (vm0-ai/vm0 #8884,
 envoyproxy/ai-gateway #1927). The client keeps receiving the original encoded bytes; only the meter's copy is
-decoded. Output is produced in pieces of at most ``PIECE`` bytes, so a decompression bomb costs CPU but never
-memory.
+decoded. Output is produced in pieces of about ``PIECE`` bytes (brotli may overshoot by one internal block), so
+a decompression bomb costs CPU but never memory.
 
 Codings (RFC 9110 section 8.4.1): gzip (also multi-member), deflate (RFC 1950 zlib-wrapped; raw RFC 1951 deflate
 is accepted too, as some servers send it), br (RFC 7932), zstd (RFC 8878, multi-frame), identity; a comma list
@@ -107,7 +107,8 @@ class _Brotli:
             out: bytes = self._d.process(data, output_buffer_limit=PIECE)
             if out:
                 yield out
-            while not self._d.can_accept_more_data():
+            # Output held back by the limit comes out of further calls with empty input.
+            while not self._d.is_finished():
                 out = self._d.process(b"", output_buffer_limit=PIECE)
                 if not out:
                     break

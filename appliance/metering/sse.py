@@ -122,7 +122,9 @@ class SSEParser:
 
     def _add_partial(self, data: bytes, start: int, end: int) -> None:
         self._partial += data[start:end] if start or end != len(data) else data
-        if len(self._partial) > self._max_line:
+        # Once a line has overflowed, only its last TAIL..2*TAIL bytes are kept.
+        limit = self._max_line if self._partial_head is None else 2 * TAIL
+        if len(self._partial) > limit:
             if self._partial_head is None:
                 self._partial_head = bytes(self._partial[:_HEAD])
             del self._partial[:-TAIL]
