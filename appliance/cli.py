@@ -28,7 +28,7 @@ from .ledger.events import EventLog
 from .ledger.cli import ledger_group
 from .paserk import k4_secret
 from .registry import KeyRegistry
-from .revocation import RedisRevocationFeed, RevocationFile
+from .revocation import RedisRevocationFeed, RevocationFile, RevocationKind
 
 __all__ = ["main", "cli"]
 
@@ -240,7 +240,8 @@ def key_revoke(home: Home, key_id: str | None, sub: str | None, reason: str) -> 
     if bool(key_id) == bool(sub):
         raise click.UsageError("give exactly one of --key-id or --sub")
     config = Config.load(home)
-    kind, value = ("jti", key_id) if key_id else ("sub", sub)
+    kind: RevocationKind = "jti" if key_id else "sub"
+    value = key_id or sub
     assert value is not None
     record = RevocationFile(home.revocations_path).append(kind, value, reason, _operator())
     if config.revocation_redis:

@@ -69,7 +69,8 @@ class Identity:
         if not self._healthy():
             # A revocation we cannot see must not be bypassed: while the revocation feed is stale, refuse.
             raise RevocationUnavailable("the revocation list cannot be read; refusing until it can (fail closed)")
-        reason = self._revocations.check(claims)
-        if reason is not None:
-            raise RevokedError(f"key {claims.jti} has been revoked: {reason}")
+        if self._revocations.check(claims) is not None:
+            # The operator's reason ("left the company") is HR detail: it stays in the revocation log and the
+            # events stream, never in an answer to whoever holds the key.
+            raise RevokedError(f"key {claims.jti} has been revoked; ask your administrator for a new one")
         return Caller(claims, hashlib.sha256(token.encode()).hexdigest())
