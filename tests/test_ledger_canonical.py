@@ -10,7 +10,6 @@ import duckdb
 import pyarrow as pa
 import pyarrow.json as pa_json
 import pytest
-
 from visionality.commit import CommitRecord, Decision
 from visionality.errors import LedgerError
 from visionality.ledger.canonical import (

@@ -7,7 +7,6 @@ import hashlib
 
 import pytest
 from nacl.signing import SigningKey
-
 from visionality.errors import VerificationError
 from visionality.ledger.checkpoint import Checkpoint, key_id, parse_note, sign_checkpoint, vkey
 

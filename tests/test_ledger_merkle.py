@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 import pytest
-
 from visionality.errors import VerificationError
 from visionality.ledger.merkle import (
     EMPTY_ROOT,
@@ -24,7 +23,10 @@ from visionality.ledger.merkle import (
 
 VECTORS = Path(__file__).parent / "vectors" / "merkle"
 # RFC 6962 §2.1.3 test tree: the 8 leaves behind the vectors' roots (transparency-dev/merkle testonly).
-RFC_LEAVES = [bytes.fromhex(h) for h in ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]]
+RFC_LEAVES = [
+    bytes.fromhex(h)
+    for h in ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
+]
 
 
 def _b64(s: str) -> bytes:
