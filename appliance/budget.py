@@ -166,6 +166,9 @@ class Reservation:
     buckets: tuple[str, ...]
     caps: tuple[Cap, ...]
     at: datetime
+    # The least remaining over the caps once this hold is in, for the x-visionality-budget-remaining
+    # header without a second round trip to the counters. None when no cap applies.
+    remaining: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +372,8 @@ class MemoryCounters:
             for b in plan.buckets:
                 self._buckets.setdefault(b, _Bucket()).reserved += n
             self._held[reservation_id] = (n, plan.buckets)
+            left = min(plan.cap_nanos[i] - used[b] - n for i, b in enumerate(plan.cap_bucket))
+            return Reservation(reservation_id, from_nanos(n), plan.buckets, plan.caps, at, from_nanos(left))
         return Reservation(reservation_id, from_nanos(n), plan.buckets, plan.caps, at)
 
     async def settle(self, reservation: Reservation, actual: Decimal) -> None:

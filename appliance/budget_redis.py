@@ -75,7 +75,7 @@ __all__ = ["RedisCounters"]
 _log = logging.getLogger(__name__)
 
 # KEYS: gen, record, bucket hashes...   ARGV: amount, held ttl, then per cap: bucket index, cap nanos.
-# Returns {1} held, {0, cap index, headroom} refused, {-1} not seeded, {-2} id already used.
+# Returns {1, least headroom left} held, {0, cap index, headroom} refused, {-1} not seeded, {-2} id used.
 # headroom = (cap - spent) - reserved: each operand < 2**53, so every step is exact in doubles and a
 # negative result stays negative (see budget.MAX_NANOS).
 _RESERVE = """
@@ -88,19 +88,20 @@ for j = 3, #KEYS do
   spent[j] = tonumber(v[1]) or 0
   reserved[j] = tonumber(v[2]) or 0
 end
-local worst_i, worst_h = 0, 0
+local worst_i, worst_h, least = 0, 0, nil
 for i = 3, #ARGV, 2 do
   local j = tonumber(ARGV[i]) + 3  -- 0-based bucket index; bucket keys start at KEYS[3]
   local h = (tonumber(ARGV[i + 1]) - spent[j]) - reserved[j]
   if amount > h and (worst_i == 0 or h < worst_h) then
     worst_i, worst_h = (i - 1) / 2, h
   end
+  if least == nil or h < least then least = h end
 end
 if worst_i > 0 then return {0, worst_i, worst_h} end
 for j = 3, #KEYS do redis.call('HINCRBY', KEYS[j], 'reserved', ARGV[1]) end
 redis.call('HSET', KEYS[2], 'state', 'held', 'amount', ARGV[1])
 redis.call('EXPIRE', KEYS[2], ARGV[2])
-return {1}
+return {1, least - amount}
 """
 
 # KEYS: record, n bucket hashes, n burn keys.   ARGV: actual, settled ttl, burn ttl.
@@ -270,7 +271,8 @@ class RedisCounters:
             raise
         code = int(reply[0])
         if code == 1:
-            return Reservation(reservation_id, from_nanos(n), plan.buckets, plan.caps, at)
+            left = from_nanos(int(reply[1]))
+            return Reservation(reservation_id, from_nanos(n), plan.buckets, plan.caps, at, left)
         if code == 0:
             raise _refusal(plan.caps[int(reply[1]) - 1], int(reply[2]), n)
         if code == -1:

@@ -82,6 +82,7 @@ async def check_key_and_project(counters: Counters, ident: str) -> None:
     project = Cap("project", ident + "-P", D("0.30"), "month")
     r = await counters.reserve(ident + "-a", [key, project], D("0.25"), T0)
     assert r.buckets == (f"key:{ident}:total", f"project:{ident}-P:2026-12")
+    assert r.remaining == D("0.05")  # the tighter cap's remaining once this hold is in
     with pytest.raises(BudgetExceeded) as ei:
         await counters.reserve(ident + "-b", [key, project], D("0.10"), T0)
     assert (ei.value.scope, ei.value.cap, ei.value.remaining, ei.value.period) == ("project", "0.3", "0.05", "month")
@@ -197,7 +198,7 @@ async def check_charge_and_burn(counters: Counters, clock: Clock, ident: str) ->
 
 async def check_empty_caps(counters: Counters, ident: str) -> None:
     r = await counters.reserve(ident, [], D("123.45"), T0)
-    assert (r.buckets, r.amount) == ((), D("123.45"))
+    assert (r.buckets, r.amount, r.remaining) == ((), D("123.45"), None)
     await counters.settle(r, D("100"))
     assert await counters.status([], T0) == []
 
