@@ -11,7 +11,7 @@ the increment are one indivisible step: synchronous code inside one coroutine fo
 :class:`MemoryCounters` (nothing can interleave on the event loop), one Lua script for
 ``RedisCounters`` (``budget_redis.py``).
 
-Rules chosen (also in the issue note):
+Rules chosen:
 
 * **Zero cap.** A call fits when ``spent + reserved + amount <= cap``, nothing more: a cap of zero
   refuses every call whose worst case is above $0 and admits a call whose worst case is exactly
