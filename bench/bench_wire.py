@@ -410,7 +410,8 @@ def _visionality_up(env: Env, name: str) -> tuple[Proc, Path, str, int, int]:
         f"{LOOPBACK}:{admin}",
     ]
     p = env.start(name, argv, env=_VIS_KEYS)
-    p.wait_ready(base, timeout=env.startup_timeout, line="visionality ready")
+    # It loads the PII analyzer (spaCy) at start: allow for that on a busy machine.
+    p.wait_ready(base, timeout=max(env.startup_timeout, 120), line="visionality ready")
     if not _port_open(proxy):
         p.wait_ready(proxy, timeout=10)
     return p, home, envelope, base, proxy
@@ -661,7 +662,10 @@ async def measure_all(runs: dict[str, Running], results: dict[str, Result], opts
     active: list[str] = []
     for name, run in runs.items():
         try:
-            _fake_call(fake_port, "POST", "/_fake/clear")
+            try:
+                _fake_call(fake_port, "POST", "/_fake/clear")
+            except (OSError, ValueError) as e:
+                raise Unavailable(f"the fake provider does not answer: {e}") from e
             await _check(run, plain, {}, expect_plain, "non-stream")
             await _check(run, streamed, run.stream_headers, expect_stream, "stream")
         except Unavailable as e:
@@ -1040,6 +1044,7 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     results: dict[str, Result] = {}
+    provider_died = ""
     fake: Proc | None = None
     env: Env | None = None
     try:
@@ -1080,6 +1085,11 @@ def main(argv: list[str] | None = None) -> int:
         for p in env.procs if env else []:
             p.stop()
         if fake:
+            rc = fake.popen.poll()
+            if rc is not None:
+                # Something outside this run ended it (e.g. another session's broad pkill): say so loudly.
+                how = f"signal {-rc}" if rc < 0 else f"exit code {rc}"
+                provider_died = f"the fake provider died during the run ({how}): the results below are invalid"
             fake.stop()
         if args.keep_logs:
             print(f"logs kept in {workdir}")
@@ -1088,6 +1098,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print()
     print(render(results, opts))
+    if provider_died:
+        print(f"\nWARNING: {provider_died}")
     if args.json_out:
         doc = {
             "date": started.isoformat(timespec="seconds"),
@@ -1098,10 +1110,11 @@ def main(argv: list[str] | None = None) -> int:
             "machine": {"cpus": os.cpu_count(), "uname": " ".join(os.uname())},
             "results": [r.metrics() for r in results.values()],
             "goals": goals(results),
+            "provider_died": provider_died,
         }
         Path(args.json_out).write_text(json.dumps(doc, indent=2) + "\n")
         print(f"\nwrote {args.json_out}")
-    return 0 if all(r.status != "failed" for r in results.values()) else 1
+    return 0 if all(r.status != "failed" for r in results.values()) and not provider_died else 1
 
 
 if __name__ == "__main__":
