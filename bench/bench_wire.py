@@ -205,6 +205,20 @@ def core_busy_seconds(core: int | None) -> float:
     return 0.0
 
 
+def wait_quiet(cores: list[int], max_wait: float, threshold: float = 0.15) -> str:
+    """Wait (at most max_wait s) for a 1 s window in which every core is < threshold busy."""
+    t0 = time.monotonic()
+    worst = 1.0
+    while time.monotonic() - t0 < max_wait:
+        before = [core_busy_seconds(c) for c in cores]
+        time.sleep(1.0)
+        busy = [core_busy_seconds(c) - b for c, b in zip(cores, before, strict=True)]
+        worst = max(busy)
+        if worst < threshold:
+            return f"machine quiet after {time.monotonic() - t0:.0f}s (busiest core {worst:.0%})"
+    return f"machine still busy after {max_wait:.0f}s (busiest core {worst:.0%}): measuring anyway"
+
+
 def peak_rss_mb(pid: int) -> float:
     """VmHWM (peak resident set) summed over the process tree, in MiB."""
     kb = 0
@@ -593,6 +607,7 @@ class Result:
             d[key] = {
                 "p50_ms": ms(percentile(xs, 50)),
                 "p99_ms": ms(percentile(xs, 99)),
+                "last_byte_p50_ms": ms(percentile(ph.latencies, 50)),
                 "ok": ph.ok,
                 "errors": ph.errors,
                 "concurrency": ph.concurrency,
@@ -989,6 +1004,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument(
         "--rounds", type=int, default=3, help="split each phase into this many slices, targets taking turns (default 3)"
     )
+    ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="before measuring, wait up to S seconds for both cores to be < 15%% busy (shared machines)",
+    )
     ap.add_argument("--json", dest="json_out", help="write all results and metadata to this JSON file")
     ap.add_argument("--startup-timeout", type=float, default=45.0, help="seconds a target may take to start")
     ap.add_argument("--proxy-core", type=int, default=1)
@@ -1068,6 +1090,8 @@ def main(argv: list[str] | None = None) -> int:
                 except Unavailable as e:
                     results[name] = Result(name, status="unavailable", reason=str(e))
                     print(f"  {name}: not available: {e}", flush=True)
+            if args.wait_quiet > 0 and proxy_core is not None and load_core is not None:
+                print(f"  {wait_quiet([load_core, proxy_core], args.wait_quiet)}", flush=True)
             # Every slice is bounded by --duration/--rounds; this is the backstop.
             budget = len(runs) * (3 * opts.duration + opts.warmup + 30) + 60
             t0 = time.monotonic()
