@@ -449,7 +449,8 @@ _TEMPLATES: tuple[Template, ...] = (_t_email, _t_log, _t_json, _t_csv, _t_markdo
 
 
 def _fakes(seed: int) -> tuple[Faker, dict[str, Faker]]:
-    fakes = {loc: Faker(loc) for loc in {*PHONE_LOCALES, *IBAN_LOCALES}}
+    # Sorted, not a set: set order follows PYTHONHASHSEED and would make the corpus differ between runs.
+    fakes = {loc: Faker(loc) for loc in sorted({*PHONE_LOCALES, *IBAN_LOCALES})}
     for i, f in enumerate(fakes.values()):
         f.seed_instance(seed + i)
     fake = fakes["en_US"]

@@ -11,11 +11,12 @@ from __future__ import annotations
 import ipaddress
 from typing import Final
 
+from .context import ContextWords
 from .presidio_validators import PresidioValidators
 
 __all__ = ["email_score", "ip_score"]
 
-_VERSION_WORDS: Final = ("version", "release", "build", "ver ", "ver.", "firmware", "v.")
+_VERSION_WORDS: Final = ContextWords(["version", "release", "build", "ver", "firmware", "sdk", "api level"])
 _DOC_NETS: Final = tuple(
     ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
 )
@@ -43,8 +44,7 @@ def ip_score(text: str, start: int, end: int) -> float:
         return 0.0
     if start > 0 and text[start - 1] in "vV":
         return 0.0
-    before = text[max(0, start - 24) : start].lower()
-    if any(word in before for word in _VERSION_WORDS):
+    if _VERSION_WORDS.found_before(text, start, window=24):
         return 0.0  # "version 4.2.10.1": four-part version numbers parse as IPv4
     if address.is_loopback or address.is_unspecified or address.is_link_local or address.is_multicast:
         return 0.0

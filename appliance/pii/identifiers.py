@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from .context import has_context
+from .context import ContextWords
 from .presidio_validators import PresidioValidators
 
 __all__ = ["iban_end", "nino_score"]
@@ -12,7 +12,7 @@ __all__ = ["iban_end", "nino_score"]
 # HMRC NIM39110: these prefix pairs are never allocated (plus administrative "OO", "FY", "NC", "PP" and the
 # temporary "TN"); Presidio excludes the first seven.
 _BAD_NINO_PREFIXES: Final = frozenset({"BG", "GB", "NK", "KN", "TN", "NT", "ZZ", "OO", "FY", "NC", "PP"})
-_NINO_WORDS: Final = ("national insurance", "ni number", "ni no", "nino", "nin:", "ni:")
+_NINO_WORDS: Final = ContextWords(["national insurance", "ni number", "ni no", "nino", "nin"])
 
 
 def iban_end(text: str, start: int, end: int, validators: PresidioValidators) -> int:
@@ -34,10 +34,10 @@ def iban_end(text: str, start: int, end: int, validators: PresidioValidators) ->
 
 def nino_score(text: str, start: int, end: int) -> float:
     compact = text[start:end].replace(" ", "")
-    if compact[:2] in _BAD_NINO_PREFIXES:
+    if compact[0] in "DFIQUV" or compact[1] in "DFIOQUV" or compact[:2] in _BAD_NINO_PREFIXES:
         return 0.0
     spaced = compact != text[start:end]
     if spaced and text[start:end].count(" ") not in (0, 4):
         return 0.0  # "AB 12 34 56 C" or "AB123456C"; other spacings are something else
     base = 0.6
-    return 1.0 if has_context(text, start, _NINO_WORDS) else base
+    return 1.0 if _NINO_WORDS.found_before(text, start) else base

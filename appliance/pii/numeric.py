@@ -15,7 +15,7 @@ from typing import Final
 import phonenumbers
 from phonenumbers.phonenumberutil import NumberParseException
 
-from .context import has_context
+from .context import ContextWords
 from .findings import Finding
 from .presidio_validators import PresidioValidators
 
@@ -27,15 +27,22 @@ __all__ = ["PHONE_REGIONS", "NumericDetector"]
 PHONE_REGIONS: Final[tuple[str, ...]] = ("GB", "DE", "FR", "NL", "IT", "ES")
 _NANP: Final = "US"  # phonenumbers validates any NANP member (CA, ...) when parsing with region US
 
-_CARD_WORDS: Final = ("card", "visa", "mastercard", "amex", "discover", "jcb", "diners", "maestro", "pan", "cc")
-_SSN_WORDS: Final = ("ssn", "social security", "social sec")
-_ROUTING_WORDS: Final = ("routing", "aba", "rtn", "transit", "ach", "wire", "bank")
-_NHS_WORDS: Final = ("nhs", "national health", "chi number", "health service")
-_PHONE_WORDS: Final = (
-    "phone", "tel", "mobile", "cell", "call", "fax", "contact", "whatsapp", "sms", "text me", "dial",
-    "telefon", "handy", "portable", "numéro", "telefono", "móvil", "bellen", "ring",
-)  # fmt: skip
+_CARD_WORDS: Final = ContextWords(
+    ["card", "cards", "credit card", "visa", "mastercard", "amex", "discover", "jcb", "diners", "maestro", "pan", "cc"]
+)
+_SSN_WORDS: Final = ContextWords(["ssn", "ssns", "social security", "social security number", "social sec"])
+_ROUTING_WORDS: Final = ContextWords(["routing", "aba", "rtn", "transit", "ach", "wire", "bank", "routing number"])
+_NHS_WORDS: Final = ContextWords(["nhs", "nhs number", "nhs no", "national health service", "chi number"])
+# Presidio's list plus the labels we saw in other languages, minus "call" and "contact": "API call" and
+# "contact us" are everywhere in developer prompts.
+_PHONE_WORDS: Final = ContextWords([
+    "phone", "phones", "phone number", "telephone", "tel", "mobile", "cell", "cellphone", "fax", "whatsapp",
+    "sms", "call me", "text me", "ring me", "dial", "telefon", "telefonnummer", "handy", "portable",
+    "téléphone", "tél", "telefono", "cellulare", "móvil", "movil", "contact number",
+])  # fmt: skip
 
+# How NANP numbers are written: 2125550123, 212 555 0123, (212) 555-0123, 1-212-555-0123, 212-5550123.
+_NANP_GROUPINGS: Final = frozenset({(10,), (3, 3, 4), (1, 3, 3, 4), (11,), (3, 7), (1, 10)})
 _DIGITS: Final = re.compile(r"\d+")
 _EXTENSION: Final = re.compile(r"[ ]?(?:x|ext\.?|#)[ ]?(\d{1,6})$")
 # ABA routing numbers: the first two digits are a Federal Reserve district (01-12), thrift (21-32), electronic
@@ -61,7 +68,7 @@ def _card_brand_ok(d: str) -> bool:
         return n == 15
     if p4 in (1800, 2131):  # 15-digit JCB
         return n == 15
-    if 3528 <= p4 <= 3589:  # JCB
+    if p2 == 35:  # JCB 3528-3589; BIN tables (and Faker) use the whole 35 range
         return 16 <= n <= 19
     if 300 <= p3 <= 305 or p4 == 3095 or p2 in (36, 38, 39):  # Diners Club
         return 14 <= n <= 19
@@ -115,11 +122,16 @@ class NumericDetector:
         if found or len(groups) == 1:
             return found
         # Sub-runs, longest first; a sub-run overlapping an accepted one is skipped.
+        # Split only where the run has whitespace: "0.16469.1823" inside "10.0.16469.1823" is no token.
+        cuts = {k for k in range(1, len(groups)) if text[groups[k - 1][1] : groups[k][0]].isspace()}
         subs = [
             (i, j)
             for i in range(len(groups))
             for j in range(i, len(groups))
-            if (i, j) != (0, len(groups) - 1) and 8 <= sum(e - s for s, e in groups[i : j + 1]) <= 19
+            if (i, j) != (0, len(groups) - 1)
+            and (i == 0 or i in cuts)
+            and (j == len(groups) - 1 or j + 1 in cuts)
+            and 8 <= sum(e - s for s, e in groups[i : j + 1]) <= 19
         ]
         subs.sort(key=lambda ij: -sum(e - s for s, e in groups[ij[0] : ij[1] + 1]))
         used = [False] * len(groups)
@@ -171,7 +183,10 @@ class NumericDetector:
             score = self._nhs(text, run, sep)
             if score:
                 out.append(Finding("UK_NHS", run.start, run.end, score))
-        if "PHONE_NUMBER" in wanted and not out:
+        # A weak NHS/routing reading (score < 0.5) must not hide the phone reading of the same digits.
+        if "PHONE_NUMBER" in wanted and (
+            not any(f.score >= 0.5 for f in out) or _PHONE_WORDS.found_before(text, run.start)
+        ):
             score = self._phone(text, run, n)
             if score:
                 end = run.end
@@ -191,7 +206,7 @@ class NumericDetector:
         if _card_brand_ok(run.digits):
             return 1.0
         # Luhn passes for one number in ten: without a known issuer range it needs a card word nearby.
-        return 0.7 if has_context(text, run.start, _CARD_WORDS) else 0.3
+        return 0.7 if _CARD_WORDS.found_before(text, run.start) else 0.3
 
     def _ssn(self, text: str, run: _Run, sep: str) -> float:
         if run.lens == (3, 2, 4) and sep in ("-", " ", "."):
@@ -202,7 +217,7 @@ class NumericDetector:
             return 0.0
         if self._v.ssn_invalid(text[run.start : run.end]) or run.digits[0] == "9":
             return 0.0  # Presidio's rules, plus: the SSA never issues area 9xx (those are ITINs)
-        if has_context(text, run.start, _SSN_WORDS):
+        if _SSN_WORDS.found_before(text, run.start):
             return min(1.0, base + 0.55)
         return base
 
@@ -212,7 +227,7 @@ class NumericDetector:
         if run.digits[:2] not in _ROUTING_PREFIXES or not self._v.aba_ok(run.digits):
             return 0.0
         # One random 9-digit number in ten passes the ABA checksum: a label is what makes it a routing number.
-        return 0.9 if has_context(text, run.start, _ROUTING_WORDS) else 0.3
+        return 0.9 if _ROUTING_WORDS.found_before(text, run.start) else 0.3
 
     def _nhs(self, text: str, run: _Run, sep: str) -> float:
         if not (run.lens == (10,) or (run.lens == (3, 3, 4) and sep in (" ", "-"))):
@@ -222,14 +237,17 @@ class NumericDetector:
         # The NHS prints numbers 3-3-4 with spaces; a bare or dashed 10-digit number is as likely a phone
         # number or an epoch timestamp, and one in eleven of those passes mod-11.
         base = 0.6 if sep == " " else 0.3
-        return min(1.0, base + 0.4) if has_context(text, run.start, _NHS_WORDS) else base
+        return min(1.0, base + 0.4) if _NHS_WORDS.found_before(text, run.start) else base
 
     def _phone(self, text: str, run: _Run, n: int) -> float:
-        if not 7 <= n <= 15 or any(g < 2 for g in run.lens[1:]):
+        # Single digits only near the front: "+33 1 ..", "+49 (0) ..", "1 (800) ..". Elsewhere they are lists.
+        if not 7 <= n <= 15 or any(g < 2 for g in run.lens[3:]):
             return 0.0
         if len(run.lens) >= 3 and set(run.seps) <= {"-", "/", "."} and (run.lens[0] == 4 or run.lens[-1] == 4):
             if all(g <= 2 for g in run.lens[1:-1]) and (run.lens[0] == 4) != (run.lens[-1] == 4):
                 return 0.0  # 2024-01-15, 15/01/2024, 15.01.2024: dates, not phones
+        if "." in run.seps and any(not 2 <= g <= 4 for g in run.lens[1:]):
+            return 0.0  # "10.0.19045.3693", "3.14159": dotted phones group digits in twos to fours
         candidate = text[run.start : run.end]
         if run.extension:
             candidate = f"{candidate} ext. {run.extension}"
@@ -237,11 +255,14 @@ class NumericDetector:
             regions: tuple[str | None, ...] = (None,)
         elif run.digits[0] == "0":
             regions = self._regions  # national trunk prefix 0 (EU numbering plans)
-        elif (n == 10 and run.digits[0] in "23456789") or (n == 11 and run.digits[0] == "1"):
+        elif run.lens in _NANP_GROUPINGS and run.digits[-10] in "23456789":
             regions = (_NANP,)
+        elif n <= 12 and _PHONE_WORDS.found_before(text, run.start):
+            # Labelled but in no recognisable layout (Italian mobiles "3..", Spanish "6.."): any configured
+            # plan; the label is what makes it a phone number.
+            regions = (_NANP, *self._regions)
         else:
             return 0.0
-        shaped = run.international or run.paren or bool(run.extension) or len(run.lens) >= 2
         best = 0.0
         for region in regions:
             try:
@@ -255,10 +276,24 @@ class NumericDetector:
             else:
                 check = ("US", "CA") if region == _NANP else (region,)
             if any(phonenumbers.is_valid_number_for_region(number, r) for r in check):
-                best = 0.85 if shaped else 0.45
+                # Unseparated digits: a valid national number with the trunk "0" is still a phone to a
+                # European reader; ten NANP digits without a label are as often an id.
+                # Short numbers in two groups ("05955-8574") or unseparated ("053416296") are valid somewhere in
+                # Germany's open numbering plan, and equally often case or batch numbers: label needed.
+                if run.international:
+                    best = 0.85
+                elif len(run.lens) == 1:
+                    best = 0.6 if run.digits[0] == "0" and n >= 10 else 0.45
+                elif len(run.lens) == 2 and not (run.international or run.paren or run.extension):
+                    best = 0.85 if n >= 10 else 0.45
+                else:
+                    best = 0.85
                 break
             if best == 0.0 and phonenumbers.is_possible_number(number):
-                best = 0.55 if shaped else 0.3
-        if best and has_context(text, run.start, _PHONE_WORDS):
+                # Only the length is plausible: trust the layout only when it has three or more groups or
+                # an international / area-code marker ("05955-8574" is as likely a case number).
+                strong = run.international or run.paren or bool(run.extension) or len(run.lens) >= 3
+                best = 0.55 if strong else 0.3
+        if best and _PHONE_WORDS.found_before(text, run.start):
             best = min(1.0, best + 0.3)
         return best

@@ -66,7 +66,7 @@ _EMAIL_DOMAIN: Final = re.compile(r"@[\w\-]{1,63}(?:\.[\w\-]{1,63}){1,8}")
 _EMAIL_LOCAL: Final = re.compile(r"[\w.%+'\-]{1,64}\Z")
 _EMAIL_LOCAL_CHARS: Final = frozenset("._%+'-")
 # --- IPv6: found from its first ":"; the leading hex group is taken backwards in code ---------------------
-_IPV6_TAIL: Final = re.compile(r":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]{0,34}(?:\d{1,3}(?:\.\d{1,3}){3})?(?:/\d{1,3})?(?![\w:.])")
+_IPV6_TAIL: Final = re.compile(r":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]{0,34}(?:\d{1,3}(?:\.\d{1,3}){3})?(?:/\d{1,3})?(?![\w:]|\.\d)")
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 # --- digit runs: IPv4 and everything numeric (cards, phones, SSN, NHS, routing) ---------------------------
 _DIGIT_RUN: Final = re.compile(r"[0-9+(](?<![\w.].)[0-9 \-.()/+]{6,60}(?:[ ]?(?:x|ext\.?|#)[ ]?\d{1,6})?")
