@@ -261,7 +261,9 @@ def aws_key(rng: random.Random) -> tuple[str, str]:
 
 
 def pem(rng: random.Random, escaped: bool) -> str:
-    kind = rng.choice(("RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "ENCRYPTED PRIVATE KEY"))
+    kind = rng.choice(
+        ("RSA PRIVATE KEY", "PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "ENCRYPTED PRIVATE KEY")
+    )
     body = base64.b64encode(bytes(rng.getrandbits(8) for _ in range(rng.choice((121, 240, 600))))).decode()
     lines = [body[i : i + 64] for i in range(0, len(body), 64)]
     nl = "\\n" if escaped else "\n"
@@ -274,7 +276,7 @@ def ip(rng: random.Random, fake: Faker) -> str:
         return str(fake.ipv4_public())
     if pick < 0.8:
         return str(fake.ipv6())
-    groups = [f"{rng.randint(0x2000, 0x3fff):x}"] + [f"{rng.randint(0, 0xffff):x}" for _ in range(7)]
+    groups = [f"{rng.randint(0x2000, 0x3FFF):x}"] + [f"{rng.randint(0, 0xFFFF):x}" for _ in range(7)]
     if rng.random() < 0.5:
         return ":".join(groups[:3]) + "::" + groups[7]  # compressed global unicast
     return ":".join(groups)
@@ -374,7 +376,7 @@ def _t_log(items: list[_Item], rng: random.Random, fake: Faker) -> LabelledPromp
 
 def _t_json(items: list[_Item], rng: random.Random, fake: Faker) -> LabelledPrompt:
     b = _Builder()
-    b.add('Validate this payload against the schema:\n{\n  "id": "%s",\n  "name": "%s",\n' % (fake.uuid4(), fake.name()))
+    b.add(f'Validate this payload against the schema:\n{{\n  "id": "{fake.uuid4()}",\n  "name": "{fake.name()}",\n')
     for i, it in enumerate(items):
         key = it.key if it.label else f"{it.key}{i}"
         b.add(f'  "{key}": ')
@@ -435,7 +437,7 @@ def _t_env(items: list[_Item], rng: random.Random, fake: Faker) -> LabelledPromp
     b = _Builder()
     b.add("My .env is below; why does docker compose not pick it up?\n\n")
     for i, it in enumerate(items):
-        if it.label and it.label.endswith(('= ', '=', ': ', '"')) and it.entity == "AWS_ACCESS_KEY":
+        if it.label and it.label.endswith(("= ", "=", ": ", '"')) and it.entity == "AWS_ACCESS_KEY":
             b.add(it.label)
         else:
             b.add(f"{it.key.upper() if it.label else f'SETTING_{i}'}=")
@@ -511,7 +513,10 @@ def _lookalike(rng: random.Random, fake: Faker, fakes: dict[str, Faker]) -> tupl
         lambda: ("ts_ms=", str(int(ts.timestamp() * 1000))),
         lambda: ("version ", f"{rng.randint(0, 20)}.{rng.randint(0, 40)}.{rng.randint(0, 200)}"),
         lambda: ("build ", f"10.0.{rng.randint(10000, 22999)}.{rng.randint(100, 4000)}"),
-        lambda: ("pip install pkg==", f"{rng.randint(1, 9)}.{rng.randint(0, 30)}.{rng.randint(0, 9)}.post{rng.randint(1, 9)}"),
+        lambda: (
+            "pip install pkg==",
+            f"{rng.randint(1, 9)}.{rng.randint(0, 30)}.{rng.randint(0, 9)}.post{rng.randint(1, 9)}",
+        ),
         lambda: ("request_id=", str(uuid.UUID(int=rng.getrandbits(128)))),
         lambda: ("sha256 ", hashlib.sha256(str(rng.random()).encode()).hexdigest()),
         lambda: ("md5 ", hashlib.md5(str(rng.random()).encode()).hexdigest()),  # noqa: S324 - test data
@@ -520,8 +525,14 @@ def _lookalike(rng: random.Random, fake: Faker, fakes: dict[str, Faker]) -> tupl
         lambda: ("ticket ", f"{rng.randint(2019, 2026)}-{rng.randint(1, 9999):04d}-{rng.randint(1, 99):02d}"),
         lambda: ("case ", f"{rng.randint(0, 99999):05d}-{rng.randint(0, 9999):04d}"),
         lambda: ("part ", f"PN {rng.randint(100, 999)}-{rng.randint(1000, 9999)}-{rng.randint(10, 99)}"),
-        lambda: ("ISBN ", f"978-{rng.randint(0, 9)}-{rng.randint(10, 99)}-{rng.randint(100000, 999999)}-{rng.randint(0, 9)}"),
-        lambda: ("invoice total ", f"${rng.randint(1, 999)},{rng.randint(0, 999):03d},{rng.randint(0, 999):03d}.{rng.randint(0, 99):02d}"),
+        lambda: (
+            "ISBN ",
+            f"978-{rng.randint(0, 9)}-{rng.randint(10, 99)}-{rng.randint(100000, 999999)}-{rng.randint(0, 9)}",
+        ),
+        lambda: (
+            "invoice total ",
+            f"${rng.randint(1, 999)},{rng.randint(0, 999):03d},{rng.randint(0, 999):03d}.{rng.randint(0, 99):02d}",
+        ),
         lambda: ("ref ", _bad_luhn(rng)),
         lambda: ("account ", _bad_iban(rng, fakes)),
         lambda: ("batch ", _bad_aba(rng)),
@@ -530,7 +541,19 @@ def _lookalike(rng: random.Random, fake: Faker, fakes: dict[str, Faker]) -> tupl
         lambda: ("private ", f"10.{rng.randint(0, 255)}.{rng.randint(0, 255)}.{rng.randint(1, 254)}"),
         lambda: ("pod ", f"192.168.{rng.randint(0, 255)}.{rng.randint(1, 254)}"),
         lambda: ("test card ", rng.choice(("4111 1111 1111 1111", "4242424242424242", "5555 5555 5555 4444"))),
-        lambda: ("", rng.choice(("AKIAIOSFODNN7EXAMPLE", "sk-...", "sk-your-api-key-here", "sk-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", "ghp_XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----"))),
+        lambda: (
+            "",
+            rng.choice(
+                (
+                    "AKIAIOSFODNN7EXAMPLE",
+                    "sk-...",
+                    "sk-your-api-key-here",
+                    "sk-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+                    "ghp_XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX",
+                    "-----BEGIN PRIVATE KEY-----\n...\n-----END PRIVATE KEY-----",
+                )
+            ),
+        ),
         lambda: ("mail ", f"{fake.user_name()}@example.{rng.choice(('com', 'org', 'net'))}"),
         lambda: ("fiction line ", f"({rng.randint(201, 989)}) 555-01{rng.randint(0, 99):02d}"),
         lambda: ("coords ", f"{rng.uniform(-90, 90):.6f}, {rng.uniform(-180, 180):.6f}"),
@@ -553,4 +576,3 @@ def clean_corpus(n: int = 1000, seed: int = 11) -> list[str]:
             items.append(_Item(None, value, label, label.strip(" :=#").replace(" ", "_") or "value"))
         out.append(rng.choice(_TEMPLATES)(items, rng, fake).text)
     return out
-

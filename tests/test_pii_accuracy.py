@@ -8,7 +8,6 @@ a fixed prefix, >= 0.95 for the others, and at most 1% of clean prompts flagged.
 from __future__ import annotations
 
 import pytest
-
 from visionality.pii import PiiPolicy, PiiScanner
 
 from .pii_corpus import ENTITY_TYPES, clean_corpus, labelled_corpus
@@ -44,7 +43,7 @@ def fp_prompts(scanner: PiiScanner) -> list[tuple[str, list[str]]]:
     for text in clean_corpus(CLEAN_PROMPTS):
         found = scanner.scan_text(text)
         if found:
-            flagged.append((text, [f"{f.entity_type}:{text[f.start:f.end]!r}" for f in found]))
+            flagged.append((text, [f"{f.entity_type}:{text[f.start : f.end]!r}" for f in found]))
     return flagged
 
 

@@ -88,4 +88,3 @@ def pem_end(text: str, header_end: int) -> int:
     """
     m = _PEM_BODY.match(text, header_end)
     return m.end() if m else -1
-

@@ -138,7 +138,9 @@ class NumericDetector:
         for i, j in subs:
             if any(used[i : j + 1]):
                 continue
-            hits = self._classify(text, self._run(text, groups, i, j, extension if j == len(groups) - 1 else ""), wanted)
+            hits = self._classify(
+                text, self._run(text, groups, i, j, extension if j == len(groups) - 1 else ""), wanted
+            )
             if hits:
                 found.extend(hits)
                 for k in range(i, j + 1):
@@ -271,8 +273,9 @@ class NumericDetector:
                 continue
             # is_valid_number() first looks the region up among all regions sharing the country code (25
             # for NANP) -- 80% of its cost; we already know the one or two regions that matter.
+            check: tuple[str, ...]
             if region is None:
-                check = (phonenumbers.region_code_for_country_code(number.country_code),)
+                check = (phonenumbers.region_code_for_country_code(number.country_code or 0),)
             else:
                 check = ("US", "CA") if region == _NANP else (region,)
             if any(phonenumbers.is_valid_number_for_region(number, r) for r in check):

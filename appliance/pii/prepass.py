@@ -32,7 +32,12 @@ _AWS_KEY_NAME_TAILS: Final = (
 _AWS_SECRET_BRANCHES: Final = "|".join(
     f"{first}{tail}[\"'\\s:=>]{{1,8}}(?P<awssecret{i}>[A-Za-z0-9/+]{{40}})(?![A-Za-z0-9/+=])"
     for i, (first, tail) in enumerate(
-        (("a", _AWS_KEY_NAME_TAILS[0]), ("A", _AWS_KEY_NAME_TAILS[0]), ("s", _AWS_KEY_NAME_TAILS[1]), ("S", _AWS_KEY_NAME_TAILS[1]))
+        (
+            ("a", _AWS_KEY_NAME_TAILS[0]),
+            ("A", _AWS_KEY_NAME_TAILS[0]),
+            ("s", _AWS_KEY_NAME_TAILS[1]),
+            ("S", _AWS_KEY_NAME_TAILS[1]),
+        )
     )
 )
 # --- secrets and PEM: every branch starts with a literal, so only s r g x e a A S - positions are tried ---
@@ -66,7 +71,9 @@ _EMAIL_DOMAIN: Final = re.compile(r"@[\w\-]{1,63}(?:\.[\w\-]{1,63}){1,8}")
 _EMAIL_LOCAL: Final = re.compile(r"[\w.%+'\-]{1,64}\Z")
 _EMAIL_LOCAL_CHARS: Final = frozenset("._%+'-")
 # --- IPv6: found from its first ":"; the leading hex group is taken backwards in code ---------------------
-_IPV6_TAIL: Final = re.compile(r":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]{0,34}(?:\d{1,3}(?:\.\d{1,3}){3})?(?:/\d{1,3})?(?![\w:]|\.\d)")
+_IPV6_TAIL: Final = re.compile(
+    r":[0-9A-Fa-f]{0,4}:[0-9A-Fa-f:]{0,34}(?:\d{1,3}(?:\.\d{1,3}){3})?(?:/\d{1,3})?(?![\w:]|\.\d)"
+)
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 # --- digit runs: IPv4 and everything numeric (cards, phones, SSN, NHS, routing) ---------------------------
 _DIGIT_RUN: Final = re.compile(r"[0-9+(](?<![\w.].)[0-9 \-.()/+]{6,60}(?:[ ]?(?:x|ext\.?|#)[ ]?\d{1,6})?")
@@ -90,9 +97,7 @@ Candidate = tuple[str, int, int]
 """(kind, start, end). Kinds: secret, jwt, pem, awssecret, iban, nino, aws, email, ipv6, ipv4, num."""
 
 
-def _chunks(
-    pattern: re.Pattern[str], text: str, before_chunk: Callable[[], None] | None
-) -> Iterator[re.Match[str]]:
+def _chunks(pattern: re.Pattern[str], text: str, before_chunk: Callable[[], None] | None) -> Iterator[re.Match[str]]:
     pos, size = 0, len(text)
     while pos < size:
         if before_chunk is not None:
