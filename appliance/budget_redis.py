@@ -68,7 +68,7 @@ from .budget import (
     bucket_for,
     from_nanos,
 )
-from .errors import BudgetUnavailable
+from .errors import BudgetUnavailable, ConfigError
 
 __all__ = ["RedisCounters"]
 
@@ -230,18 +230,23 @@ class RedisCounters:
         self._clock = clock
         self._held_ttl_s = held_ttl_s
         self._settled_ttl_s = settled_ttl_s
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise ConfigError(f"budget Redis prefix must be non-empty and brace-free (it is the hash tag): {prefix!r}")
         self._tag = "{" + prefix + "}"
         # A blocking pool bounds connections under a burst (200 concurrent calls must not open 200
         # sockets); waiting for one counts against timeout_s. No client-side retries: redis-py's
         # default retries with backoff would stretch a 0.25 s budget into seconds.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            url,
-            max_connections=max_connections,
-            timeout=timeout_s,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
+        try:
+            pool = aioredis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=timeout_s,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 0),
+            )
+        except ValueError as e:
+            raise ConfigError(f"budget counters: invalid Redis URL {url!r}: {e}") from e
         self._redis = aioredis.Redis(connection_pool=pool)
         self._reserve_script = self._redis.register_script(_RESERVE)
         self._settle_script = self._redis.register_script(_SETTLE)

@@ -21,7 +21,7 @@ import redis
 from visionality import budget_redis
 from visionality.budget import Cap, Reservation, counters_from_setting
 from visionality.budget_redis import RedisCounters
-from visionality.errors import BudgetExceeded, BudgetUnavailable
+from visionality.errors import BudgetExceeded, BudgetUnavailable, ConfigError
 
 from tests.test_budget import (
     SCENARIOS,
@@ -327,6 +327,12 @@ def test_counters_from_setting_redis(prefix: str) -> None:
         await counters.close()
 
     run(main())
+
+
+@pytest.mark.parametrize(("url", "prefix"), [("redis://127.0.0.1:notaport/0", "v"), (URL, "a}b"), (URL, "")])
+def test_bad_settings_are_config_errors(url: str, prefix: str) -> None:
+    with pytest.raises(ConfigError):
+        RedisCounters(url, prefix=prefix)
 
 
 def test_settle_time_is_node_clock(prefix: str) -> None:
