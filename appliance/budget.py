@@ -15,7 +15,7 @@ Rules chosen:
 
 * **Zero cap.** A call fits when ``spent + reserved + amount <= cap``, nothing more: a cap of zero
   refuses every call whose worst case is above $0 and admits a call whose worst case is exactly
-  $0 (it spends nothing). A model without a price never reaches here with $0: the estimator
+  $0 (it spends nothing). A model without a price never reaches here with $0: the price lookup
   refuses it (``PricingError``), so a zero cap cannot be slipped past with an unpriced model.
 * **Money.** Decimal at the interface; integer nano-USD inside, so counters add exactly. Amounts
   with sub-nano digits are rounded *up* (:func:`to_nanos`): a reservation stays a true upper bound
