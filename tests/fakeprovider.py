@@ -52,6 +52,7 @@ import struct
 import sys
 import threading
 import time
+import traceback
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -70,8 +71,9 @@ __all__ = [
 DEFAULT_OPENAI_KEY = "sk-fake-openai"
 DEFAULT_ANTHROPIC_KEY = "sk-ant-fake-anthropic"
 DEFAULT_OUTPUT_TOKENS = 16
-# Records kept in memory; older ones are dropped so a long benchmark stays flat in memory.
-MAX_RECORDS = 100_000
+# Records kept in memory (about 1-2 KB each); older ones are dropped so a long benchmark stays flat in memory.
+# --log keeps them all on disk.
+MAX_RECORDS = 20_000
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
@@ -264,6 +266,11 @@ class _Conn:
         except _BadRequest as e:
             with contextlib.suppress(ConnectionError):
                 await self.send(400, {"content-type": "text/plain"}, str(e).encode(), keep_alive=False)
+        except Exception:  # a bug in the fake must show up, not hang the client
+            traceback.print_exc(file=sys.stderr)
+            if not self.writer.is_closing():
+                with contextlib.suppress(Exception):
+                    await self.send(500, {"content-type": "text/plain"}, b"fake provider bug", keep_alive=False)
         finally:
             with contextlib.suppress(Exception):
                 self.writer.close()

@@ -10,7 +10,7 @@ import json
 import random
 from typing import Any
 
-import httpx
+import httpx2
 import openai
 import pytest
 from visionality.metering import Usage, body_usage, inject_stream_usage, stream_meter
@@ -20,7 +20,7 @@ from tests.fakeprovider import render_body
 MSGS = [{"role": "user", "content": "Count to five in French, please."}]
 
 
-def _chat_stream(include_usage: bool = True, **headers: str) -> tuple[bytes, dict[str, int]]:
+def _chat_stream(headers: dict[str, str] | None = None, include_usage: bool = True) -> tuple[bytes, dict[str, int]]:
     body: dict[str, Any] = {"model": "gpt-4o-mini", "messages": MSGS, "stream": True}
     if include_usage:
         body["stream_options"] = {"include_usage": True}
@@ -53,7 +53,7 @@ def _sse_payloads(data: bytes) -> list[str]:
 
 
 def test_chat_stream_usage_every_split_point() -> None:
-    data, u = _chat_stream(**{"x-fake-cached-tokens": "3", "x-fake-reasoning-tokens": "2"})
+    data, u = _chat_stream({"x-fake-cached-tokens": "3", "x-fake-reasoning-tokens": "2"})
     want = _expected(u, "gpt-4o-mini-2024-07-18")
     for i in range(len(data) + 1):
         out, m = _feed_all(data, [i] if 0 < i < len(data) else [], strip=False)
@@ -94,11 +94,12 @@ def test_no_strip_passes_usage_chunk() -> None:
 def _sdk_chunks(wire: bytes) -> list[Any]:
     """Run bytes through the official SDK's stream parser, as a client behind the appliance would."""
 
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(200, headers={"content-type": "text/event-stream; charset=utf-8"}, content=wire)
+    # openai-python 3.x is built on httpx2 (openai/_base_client.py), so the mock transport comes from there.
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers={"content-type": "text/event-stream; charset=utf-8"}, content=wire)
 
     client = openai.OpenAI(
-        api_key="sk-x", base_url="http://fake/v1", http_client=httpx.Client(transport=httpx.MockTransport(handler))
+        api_key="sk-x", base_url="http://fake/v1", http_client=httpx2.Client(transport=httpx2.MockTransport(handler))
     )
     return list(client.chat.completions.create(model="gpt-4o-mini", messages=MSGS, stream=True))  # type: ignore[arg-type]
 
