@@ -167,3 +167,32 @@ def test_body_usage_error_body() -> None:
 def test_body_usage_of_a_whole_sse_body() -> None:
     data, u = render_body("messages", BODY)
     assert body_usage("anthropic", "messages", data, None) == _want(u)
+
+
+def test_message_delta_with_zero_input_does_not_wipe_message_start_counts() -> None:
+    """Some servers send input_tokens: 0 on message_delta (envoyproxy/ai-gateway #1631)."""
+    start = {
+        "type": "message_start",
+        "message": {
+            "model": "claude-haiku-4-5",
+            "usage": {
+                "input_tokens": 40,
+                "cache_read_input_tokens": 10,
+                "cache_creation_input_tokens": 0,
+                "output_tokens": 1,
+            },
+        },
+    }
+    delta = {
+        "type": "message_delta",
+        "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+        "usage": {"input_tokens": 0, "cache_read_input_tokens": None, "output_tokens": 30},
+    }
+    data = (
+        b"event: message_start\ndata: " + json.dumps(start).encode() + b"\n\n"
+        b"event: message_delta\ndata: " + json.dumps(delta).encode() + b"\n\n"
+        b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    )
+    _, m = _meter(data, [])
+    got = m.finish()
+    assert (got.input_tokens, got.cached_tokens, got.output_tokens, got.complete) == (50, 10, 30, True)

@@ -9,7 +9,10 @@ anthropic-sdk-python ``lib/streaming/_messages.py``):
   which come as ``cache_read_input_tokens`` and ``cache_creation_input_tokens`` (prompt caching docs, "Tracking
   cache performance"); ``cache_creation.ephemeral_1h_input_tokens`` is the 1-hour part of the writes.
 - message_delta's ``usage`` is CUMULATIVE: each one repeats the running totals, so the latest wins and nothing is
-  summed (the SDK's accumulator overwrites too). Newer API versions also repeat input/cache counts there.
+  summed (the SDK's accumulator overwrites too; summing double-counts: envoyproxy/ai-gateway #2239, #2241).
+  Newer API versions also repeat input/cache counts there. Some servers send ``input_tokens: 0`` on
+  message_delta (envoyproxy/ai-gateway #1631), which would wipe the real count: since cumulative counts never
+  decrease, each counter keeps the maximum seen, which equals the latest on a well-formed stream.
 - ``output_tokens_details.thinking_tokens`` is the reasoning part of ``output_tokens``.
 """
 
@@ -41,21 +44,19 @@ class _Counts:
         self.cache_write_1h = 0
 
     def apply(self, u: dict[str, Any], usage: Usage) -> None:
-        # Only fields that are present and not null overwrite: a message_delta may carry output_tokens only.
-        if u.get("input_tokens") is not None:
-            self.uncached = as_count(u["input_tokens"])
-        if u.get("cache_read_input_tokens") is not None:
-            self.cache_read = as_count(u["cache_read_input_tokens"])
-        if u.get("cache_creation_input_tokens") is not None:
-            self.cache_write = as_count(u["cache_creation_input_tokens"])
+        # Cumulative and monotone: keep the maximum (= the latest), never add. Absent or null fields change
+        # nothing: a message_delta may carry output_tokens only.
+        self.uncached = max(self.uncached, as_count(u.get("input_tokens")))
+        self.cache_read = max(self.cache_read, as_count(u.get("cache_read_input_tokens")))
+        self.cache_write = max(self.cache_write, as_count(u.get("cache_creation_input_tokens")))
         cc = u.get("cache_creation")
         if isinstance(cc, dict):
-            self.cache_write_1h = min(self.cache_write, as_count(cc.get("ephemeral_1h_input_tokens")))
-        if u.get("output_tokens") is not None:
-            usage.output_tokens = as_count(u["output_tokens"])
+            self.cache_write_1h = max(self.cache_write_1h, as_count(cc.get("ephemeral_1h_input_tokens")))
+        self.cache_write_1h = min(self.cache_write_1h, self.cache_write)
+        usage.output_tokens = max(usage.output_tokens, as_count(u.get("output_tokens")))
         otd = u.get("output_tokens_details")
         if isinstance(otd, dict):
-            usage.reasoning_tokens = as_count(otd.get("thinking_tokens"))
+            usage.reasoning_tokens = max(usage.reasoning_tokens, as_count(otd.get("thinking_tokens")))
         usage.input_tokens = self.uncached + self.cache_read + self.cache_write
         usage.cached_tokens = self.cache_read
         usage.cache_write_tokens = self.cache_write
