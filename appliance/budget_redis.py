@@ -31,7 +31,9 @@ Fail closed, never open (Portkey 2.0 fails open when its counter cannot be read)
   (conservative) until it settles them by id at their reserved amount (settle is idempotent).
 * Durability is Redis's: a failover to a replica that had not yet received the last writes, or a
   restart that reloads an old snapshot while keeping the generation key, undercounts. Run one
-  primary with ``appendonly yes`` (``appendfsync always`` for the strict reading) where caps are hard.
+  primary with ``appendonly yes`` (``appendfsync always`` for the strict reading) where caps are hard,
+  and a ``maxmemory-policy`` of ``noeviction`` or ``volatile-*``: bucket hashes have no TTL, so only
+  an ``allkeys-*`` policy could evict one and forget spend.
 * A reserve that times out may still have run. Its reservation would then hold budget that no one
   will settle, so it is cancelled in the background (settle at $0, bounded retries); the cancel
   leaves a tombstone so a late-arriving reserve with that id is refused rather than held.
