@@ -124,3 +124,17 @@ def test_duckdb_recipe_differs_only_in_hex_case_for_control_characters() -> None
     con.register("t", _arrow([line]))
     ((text,),) = con.sql(f"SELECT {canonical_sql('commits')} FROM t").fetchall()
     assert text != line.decode() and text.lower() == line.decode().lower()
+
+
+@pytest.mark.parametrize("i", range(len(TRICKY)))
+def test_fast_encoder_equals_the_json_reference(i: int) -> None:
+    from visionality.ledger.canonical import canonical_json, commit_values
+
+    kw = dict(seq=i, origin=ORIGIN, recorded_at=STAMP)
+    assert encode_commit(TRICKY[i], **kw) == canonical_json(commit_values(TRICKY[i], **kw))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("field,value", [("project", 123), ("input_tokens", "12"), ("input_tokens", True)])
+def test_wrong_types_fail_on_the_caller(field: str, value: object) -> None:
+    with pytest.raises(LedgerError, match=field):
+        encode_commit(_record(**{field: value}), seq=0, origin=ORIGIN, recorded_at=STAMP)
