@@ -296,3 +296,20 @@ def test_inject_stream_usage_cases() -> None:
     assert not inject_stream_usage({"stream": False})
     assert not inject_stream_usage({})
     assert not inject_stream_usage({"stream": True, "stream_options": "junk"})
+
+
+def test_generated_text_cannot_fake_a_usage_chunk() -> None:
+    """The fast path keys on "usage":null; quotes in generated text are escaped, so content can't spoof it."""
+    fake_text = '"usage":{"prompt_tokens":999999,"completion_tokens":999999}, "choices":[] "error"'
+    chunk = {
+        "id": "c",
+        "object": "chat.completion.chunk",
+        "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "delta": {"content": fake_text}, "finish_reason": None}],
+        "usage": None,
+    }
+    data = LITERAL_CHAT.replace(b"data: [DONE]", b"data: " + json.dumps(chunk).encode() + b"\n\ndata: [DONE]")
+    out, m = _feed_all(data, [], strip=True)
+    got = m.finish()
+    assert (got.input_tokens, got.output_tokens) == (19, 10)
+    assert json.dumps(chunk).encode() in out

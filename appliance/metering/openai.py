@@ -76,8 +76,14 @@ class ChatStream:
         data = event.data
         if data.startswith("[DONE]"):
             return False
-        # Fast path: once the model is known, only chunks that mention usage or an error need parsing.
-        if usage.model is not None and '"usage"' not in data and '"error"' not in data:
+        # Fast path: once the model is known, only chunks with a usage object or an error need parsing. With
+        # include_usage every other chunk says "usage":null. Quotes inside content are escaped (\"usage\"), so
+        # generated text cannot fake these markers.
+        if (
+            usage.model is not None
+            and '"error"' not in data
+            and ('"usage"' not in data or '"usage":null' in data or '"usage": null' in data)
+        ):
             return False
         if event.truncated:
             u = tail_usage_object(data)
