@@ -321,3 +321,32 @@ def test_keepalive_throughput(fp: FakeProvider) -> None:
         for _ in range(200):
             assert c.post(fp.url + "/v1/chat/completions", json=body).status_code == 200
     assert len(fp.requests) == 200
+
+
+def test_raw_http_expect_continue_chunked_body_and_pipelining(fp: FakeProvider) -> None:
+    import socket
+
+    body = json.dumps({"model": "gpt-4o-mini", "messages": MSGS}).encode()
+    auth = f"Authorization: Bearer {DEFAULT_OPENAI_KEY}\r\n".encode()
+    chunked = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n" + auth + b"Transfer-Encoding: chunked\r\n"
+        b"Expect: 100-continue\r\n\r\n" + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    )
+    plain = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+        + auth
+        + b"Content-Length: %d\r\n\r\n%s"
+        % (
+            len(body),
+            body,
+        )
+    )
+    with socket.create_connection((fp.host, fp.port), timeout=5) as s:
+        s.sendall(chunked + plain)  # two requests pipelined on one connection
+        got = b""
+        while got.count(b'"chat.completion"') < 2:
+            data = s.recv(65536)
+            assert data, got
+            got += data
+    assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
+    assert len(fp.requests) == 2 and all(r["status"] == 200 for r in fp.requests)
