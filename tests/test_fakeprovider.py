@@ -193,6 +193,11 @@ def test_anthropic_stream_events_and_cumulative_usage(fp: FakeProvider, gz: bool
     ) as st:
         kinds = [e.type for e in st]
         final = st.get_final_message()
+        encoding = st.response.headers.get("content-encoding")
+        request_id = st.request_id
+    # The SDK's HTTP client accepts gzip, so x-fake-gzip really compressed what it parsed.
+    assert encoding == ("gzip" if gz else None)
+    assert request_id == fp.requests[-1]["request_id"]
     assert kinds[0] == "message_start" and kinds[-1] == "message_stop"
     assert kinds.count("message_delta") == 3
     # The SDK overwrites with each cumulative message_delta; the final count is the real one.
