@@ -76,7 +76,12 @@ _IPV6_TAIL: Final = re.compile(
 )
 _HEX: Final = frozenset("0123456789abcdefABCDEF")
 # --- digit runs: IPv4 and everything numeric (cards, phones, SSN, NHS, routing) ---------------------------
-_DIGIT_RUN: Final = re.compile(r"[0-9+(](?<![\w.].)[0-9 \-.()/+]{6,60}(?:[ ]?(?:x|ext\.?|#)[ ]?\d{1,6})?")
+# ISO 8601 dates ("2024-01-15", the head of every log timestamp) are skipped in C; a run never starts after
+# "-" or "." (the middle of a date, version or negative number), and needs 7+ characters.
+_DIGIT_RUN: Final = re.compile(
+    r"[0-9+(](?<![\w.\-].)(?!\d{3}-[01]\d-[0-3]\d(?:[T ]\d|[^\d]|$))[0-9 \-.()/+]{6,60}"
+    r"(?:[ ]?(?:x|ext\.?|#)[ ]?\d{1,6})?"
+)
 _IPV4: Final = r"(?P<ipv4>(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?:/\d{1,2})?(?![\w]|\.\d))"
 # Digit runs with the separators people type, an optional "+" or "(", and an optional phone extension. At
 # least 8 characters: every numeric entity has 9+ digits except short national phone numbers (out of scope).

@@ -9,6 +9,7 @@ open, see notes/pii-presidio.md "Peers").
 
 from __future__ import annotations
 
+import bisect
 import time
 from collections.abc import Mapping
 from typing import Final
@@ -41,6 +42,8 @@ _KIND_ENTITIES: Final[Mapping[str, frozenset[str]]] = {
     "ipv4": frozenset({"IP_ADDRESS"}),
     "num": frozenset({"CREDIT_CARD", "US_SSN", "US_BANK_ROUTING", "UK_NHS", "PHONE_NUMBER"}),
 }
+# Candidate kinds found last (prepass order) and dropped when inside an already validated value.
+_DIGIT_KINDS: Final = frozenset({"num", "ipv4"})
 # How often (in candidates) the deadline is checked inside a chunk: a validator costs at most ~0.2 ms
 # (a phonenumbers parse), so 16 candidates overrun the deadline by a few milliseconds at worst.
 _DEADLINE_EVERY: Final = 16
@@ -94,7 +97,8 @@ class PiiScanner:
 
     def _scan(self, text: str, project: str | None, deadline: float) -> list[Finding]:
         detectors = self._policy.for_project(project)
-        wanted = frozenset(name for name, d in detectors.items() if d.enabled)
+        floors = {name: d.threshold for name, d in detectors.items() if d.enabled}
+        wanted = frozenset(floors)
         if not wanted or not text:
             return []
 
@@ -108,13 +112,28 @@ class PiiScanner:
         guard = self._validators.guard
         guard.reset()
         out: list[Finding] = []
+        # Spans of validated secrets, IBANs, e-mails, IPv6 addresses: a digit run inside one of them (the
+        # "1234567890" of a Slack token, the "3704 0044 ..." of an IBAN) is part of that value, not a phone.
+        claimed_starts: list[int] = []
+        claimed_ends: list[int] = []
         try:
             for n, (kind, start, end) in enumerate(iter_candidates(text, check_deadline)):
                 if n % _DEADLINE_EVERY == 0:
                     check_deadline()
                 kinds = _KIND_ENTITIES[kind] & wanted
-                if kinds:
-                    out.extend(self._validate(text, kind, start, end, kinds))
+                if kind in _DIGIT_KINDS:
+                    i = bisect.bisect_left(claimed_starts, end) - 1
+                    if i >= 0 and claimed_ends[i] > start:
+                        continue
+                if not kinds:
+                    continue
+                found = self._validate(text, kind, start, end, floors)
+                out.extend(found)
+                if kind not in _DIGIT_KINDS:
+                    for f in found:
+                        i = bisect.bisect_left(claimed_starts, f.start)
+                        claimed_starts.insert(i, f.start)
+                        claimed_ends.insert(i, f.end)
             guard.raise_if_tripped()
         except PiiScanError:
             raise
@@ -127,10 +146,10 @@ class PiiScanner:
             f.entity_type, text[f.start : f.end]
         )
 
-    def _validate(self, text: str, kind: str, start: int, end: int, kinds: frozenset[str]) -> list[Finding]:
+    def _validate(self, text: str, kind: str, start: int, end: int, floors: Mapping[str, float]) -> list[Finding]:
         v = self._validators
         if kind == "num":
-            return self._numeric.detect(text, start, end, kinds)
+            return self._numeric.detect(text, start, end, {e: floors[e] for e in _KIND_ENTITIES[kind] if e in floors})
         if kind == "email":
             score = email_score(text, start, end, v)
             return [Finding("EMAIL_ADDRESS", start, end, score)] if score else []

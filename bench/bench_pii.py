@@ -1,0 +1,113 @@
+"""PII pre-flight speed: our scanner vs vanilla Presidio on the same inputs (issue 5 goals).
+
+Inputs are cut from the seeded corpora of tests/pii_corpus.py: "dense" is labelled prompts back to back
+(code, logs, CSV, JSON with 1-3 PII values each, about one value per 150 characters), "clean" is the look-alike
+corpus (timestamps, ids, hashes, versions, no PII). Sizes 1, 4, 16 and 100 KB.
+
+Vanilla Presidio is ``AnalyzerEngine`` with the ``no_op`` NLP engine and the predefined recognizers, as
+configured out of the box minus the spaCy model (notes/pii-presidio.md); it is slow, so it gets fewer runs.
+
+    .venv/bin/python bench/bench_pii.py                 # full table (~1 min on the 2-core box)
+    .venv/bin/python bench/bench_pii.py --reps 5 --vanilla-reps 0 --json out.json
+
+Goals (issue 5): 4 KB p50 <= 2 ms, 100 KB p50 <= 50 ms, cost linear in size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.pii_corpus import clean_corpus, labelled_corpus  # noqa: E402
+from visionality.pii import PiiPolicy, PiiScanner  # noqa: E402
+
+SIZES_KB = (1, 4, 16, 100)
+GOALS_MS = {4: 2.0, 100: 50.0}
+
+
+def _texts() -> dict[str, str]:
+    dense = "\n\n".join(p.text for p in labelled_corpus(per_type=60, seed=21))
+    clean = "\n\n".join(clean_corpus(n=400, seed=23))
+    while len(dense) < max(SIZES_KB) * 1024:
+        dense += "\n\n" + dense
+    while len(clean) < max(SIZES_KB) * 1024:
+        clean += "\n\n" + clean
+    return {"dense": dense, "clean": clean}
+
+
+def _vanilla() -> Any:
+    from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+    from presidio_analyzer.nlp_engine import NlpEngineProvider
+
+    engine = NlpEngineProvider(
+        nlp_configuration={"nlp_engine_name": "no_op", "models": [{"lang_code": "en", "model_name": "none"}]}
+    ).create_engine()
+    registry = RecognizerRegistry(supported_languages=["en"])
+    registry.load_predefined_recognizers(languages=["en"], nlp_engine=engine)
+    return AnalyzerEngine(nlp_engine=engine, registry=registry, supported_languages=["en"])
+
+
+def _time(fn: Any, reps: int) -> list[float]:
+    fn()  # warm
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=41, help="timed runs of our scanner per input (default 41)")
+    ap.add_argument("--vanilla-reps", type=int, default=3, help="timed runs of vanilla Presidio (0 = skip)")
+    ap.add_argument("--json", type=Path, help="also write the figures here")
+    args = ap.parse_args(argv)
+
+    texts = _texts()
+    t0 = time.perf_counter()
+    scanner = PiiScanner(PiiPolicy(deadline_ms=60_000))  # no deadline while measuring
+    print(f"scanner start-up (one-off, warm afterwards): {(time.perf_counter() - t0) * 1000:.0f} ms")
+    vanilla = _vanilla() if args.vanilla_reps > 0 else None
+
+    rows = []
+    print("\n| input | size | findings | ours p50 ms | ours p95 ms | ms/KB | vanilla p50 ms | speed-up |")
+    print("|---|---|---|---|---|---|---|---|")
+    for kind, corpus in texts.items():
+        for kb in SIZES_KB:
+            text = corpus[: kb * 1024]
+            ours = _time(lambda text=text: scanner.scan_text(text), args.reps)
+            findings = len(scanner.scan_text(text))
+            p50 = statistics.median(ours)
+            p95 = sorted(ours)[max(0, int(len(ours) * 0.95) - 1)]
+            v50 = None
+            if vanilla is not None:
+                reps = args.vanilla_reps if kb < 100 else max(1, args.vanilla_reps // 3)
+                v50 = statistics.median(_time(lambda text=text: vanilla.analyze(text=text, language="en"), reps))
+            ratio = f"{v50 / p50:.0f}x" if v50 else "-"
+            vtxt = f"{v50:.1f}" if v50 else "-"
+            print(f"| {kind} | {kb} KB | {findings} | {p50:.2f} | {p95:.2f} | {p50 / kb:.2f} | {vtxt} | {ratio} |")
+            rows.append(
+                {"input": kind, "kb": kb, "findings": findings, "p50_ms": p50, "p95_ms": p95, "vanilla_p50_ms": v50}
+            )
+    print()
+    for kb, goal in GOALS_MS.items():
+        for kind in texts:
+            p50 = next(r["p50_ms"] for r in rows if r["kb"] == kb and r["input"] == kind)
+            verdict = "meets" if p50 <= goal else "MISSES"
+            print(f"goal {kb} KB <= {goal:g} ms: {kind} p50 {p50:.2f} ms -> {verdict}")
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
