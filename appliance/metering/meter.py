@@ -210,7 +210,7 @@ def stream_meter(
 
 
 def _looks_like_sse(body: bytes) -> bool:
-    head = body.lstrip()[:16]
+    head = body[:64].lstrip()
     return head.startswith((b"data:", b"event:", b":", b"id:"))
 
 
