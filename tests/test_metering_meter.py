@@ -8,7 +8,9 @@ import zlib
 from typing import Any
 
 import pytest
-from visionality.metering import MAX_HELD, Usage, body_usage, stream_meter, upstream_request_id
+from visionality.metering import MAX_HELD, StreamMeter, Usage, body_usage, stream_meter, upstream_request_id
+from visionality.metering.sse import SSEEvent
+from visionality.metering.usage import Notes
 
 from tests.fakeprovider import render_body
 
@@ -98,6 +100,22 @@ def test_filter_gives_up_past_max_held() -> None:
     assert total > MAX_HELD
     assert m.feed(b"zz") == b"zz"
     assert m.parse_error is not None and "filtering stopped" in m.parse_error
+    # Metering goes on after filtering stopped: a later usage chunk still counts (and now reaches the client).
+    usage_chunk = b'\n\ndata: {"model":"m","choices":[],"usage":{"prompt_tokens":5,"completion_tokens":6}}\n\n'
+    assert m.feed(usage_chunk) == usage_chunk
+    got = m.finish()
+    assert (got.input_tokens, got.output_tokens, got.complete) == (5, 6, True)
+
+
+def test_handler_bug_never_loses_bytes() -> None:
+    def broken(event: SSEEvent, usage: Usage, notes: Notes) -> bool:
+        raise TypeError("bug")
+
+    m = StreamMeter(broken, None, strip_injected_usage=True)
+    data = b"data: 1\n\ndata: 2\n\ndata: [DONE]\n\n"
+    out = b"".join(m.feed(data[i : i + 3]) for i in range(0, len(data), 3)) + m.feed(b"")
+    assert out == data
+    assert m.parse_error is not None and "TypeError" in m.parse_error
 
 
 def test_finish_is_idempotent_and_feed_after_finish_passes() -> None:

@@ -123,17 +123,21 @@ class StreamMeter:
             return self._handler(ev, self._usage, self.notes)
         except ValueError as e:  # json.JSONDecodeError included
             self.notes.parse(f"malformed event {ev.event or 'message'}: {e}")
+        except Exception as e:  # a handler bug keeps the event (and the stream) intact
+            self.notes.parse(f"meter failed on event {ev.event or 'message'}: {type(e).__name__}: {e}")
         return False
 
     def _feed_filtered(self, chunk: bytes) -> bytes:
         try:
             events = self._parser.feed(chunk)
         except Exception as e:
-            return self._stop_filtering(f"meter failed: {type(e).__name__}: {e}", chunk)
+            return self._stop_filtering(f"meter failed: {type(e).__name__}: {e}", chunk, keep_metering=False)
         if not events:
             self._held += chunk
             if len(self._held) > MAX_HELD:
-                return self._stop_filtering(f"partial event over {MAX_HELD} bytes: filtering stopped", b"")
+                return self._stop_filtering(
+                    f"partial event over {MAX_HELD} bytes: filtering stopped", b"", keep_metering=True
+                )
             return b""
         buf = bytes(self._held) + chunk if self._held else chunk
         base = len(self._held)
@@ -146,14 +150,20 @@ class StreamMeter:
             start = end
         self._held = bytearray(buf[start:])
         if len(self._held) > MAX_HELD:
-            out += self._stop_filtering(f"partial event over {MAX_HELD} bytes: filtering stopped", b"")
+            out += self._stop_filtering(
+                f"partial event over {MAX_HELD} bytes: filtering stopped", b"", keep_metering=True
+            )
         return bytes(out)
 
-    def _stop_filtering(self, why: str, extra: bytes) -> bytes:
-        """Give up filtering: release what is held (plus ``extra``) and pass everything through from now on."""
+    def _stop_filtering(self, why: str, extra: bytes, *, keep_metering: bool) -> bytes:
+        """Give up filtering: release what is held (plus ``extra``) and pass everything through from now on.
+
+        The parser has seen every byte so far (filtering only runs unencoded), so metering can go on unless
+        the parser itself failed.
+        """
         self.notes.parse(why)
         self._filtering = False
-        self._metering = False  # the parser's state can no longer be trusted
+        self._metering = self._metering and keep_metering
         out = bytes(self._held) + extra
         self._held = bytearray()
         return out
