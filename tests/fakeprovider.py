@@ -30,6 +30,12 @@ Deterministic usage: input_tokens = ceil(UTF-8 bytes of the request's text field
 count, so a byte-count reservation is an upper bound); output_tokens = min(max tokens requested,
 ``x-fake-output-tokens`` or 16).
 
+Each request leaves one summary (``FakeProvider.requests``, ``GET /_fake/requests``, a JSON line with ``--log``):
+ts, method, path, provider, endpoint, auth (the Authorization / x-api-key value received), auth_ok,
+anthropic_version, model, stream, include_usage, max_tokens, status, usage (what it answered), usage_sent,
+request_id, client_disconnected, died (x-fake-die-after), headers (x-fake-*/x-portkey-* values), header_names,
+body_bytes. A summary is recorded before the last byte of its answer is sent.
+
 Fault injection via request headers: x-fake-status, x-fake-chunks, x-fake-chunk-delay-ms,
 x-fake-first-byte-delay-ms, x-fake-die-after, x-fake-gzip (with Accept-Encoding: gzip), x-fake-output-tokens,
 x-fake-cached-tokens, x-fake-cache-write-tokens, x-fake-reasoning-tokens, x-fake-message-deltas (Anthropic:
@@ -533,6 +539,9 @@ class FakeProvider:
             "client_disconnected": False,
             "died": False,
             "headers": {k: v for k, v in req.headers.items() if k.startswith(("x-fake-", "x-portkey-"))},
+            # Names only (values may be secrets): lets a test prove what the appliance stripped or added.
+            "header_names": sorted(req.headers),
+            "body_bytes": len(req.body),
         }
         conn.pending = rec
         try:

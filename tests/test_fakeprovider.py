@@ -57,6 +57,7 @@ def test_chat_nonstream_usage_and_dated_model(fp: FakeProvider) -> None:
     assert rec["auth"] == f"Bearer {DEFAULT_OPENAI_KEY}" and rec["auth_ok"]
     assert rec["max_tokens"] == 5 and rec["usage"]["output_tokens"] == 5
     assert rec["request_id"].startswith("req_")
+    assert "authorization" in rec["header_names"] and rec["body_bytes"] > 0
 
 
 def test_chat_stream_with_include_usage(fp: FakeProvider) -> None:
