@@ -375,8 +375,9 @@ def canonical_sql(kind: str) -> str:
     parts = []
     for i, f in enumerate(fields):
         key = ("{" if i == 0 else ",") + f'"{f.name}":'
-        parts.append(f"'{key}' || {_sql_fragment(f)}")
-    return " || ".join(parts) + " || '}'"
+        parts += [f"'{key}'", _sql_fragment(f)]
+    # One concat() call, not a chain of ||: DuckDB copies the growing string at every || (3x slower).
+    return "concat(" + ", ".join([*parts, "'}'"]) + ")"
 
 
 def canonical_from_values(kind: str, row: dict[str, Any]) -> bytes:

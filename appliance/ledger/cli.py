@@ -11,7 +11,7 @@ import io
 import json
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ def _home(ctx: click.Context) -> Home:
 def _plain(value: Any) -> Any:
     if isinstance(value, Decimal):
         return format(value, "f")  # money stays exact text, never a float
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | date):  # date: the Hive partition column
         return value.isoformat()
     if isinstance(value, bytes):
         return value.hex()

@@ -71,8 +71,23 @@ class CompactRange:
         self.size += 1
 
     def extend(self, leaves: Iterable[bytes]) -> None:
-        for leaf in leaves:
-            self.append(leaf)
+        """Append many leaves: whole aligned perfect subtrees are hashed level by level (verify's bulk path)."""
+        batch = leaves if isinstance(leaves, list) else list(leaves)
+        i, n = 0, len(batch)
+        while i < n:
+            k = (n - i).bit_length() - 1  # the largest power of two that fits in what is left ...
+            if self.size:
+                k = min(k, (self.size & -self.size).bit_length() - 1)  # ... and keeps the subtree aligned
+            self._append_subtree(_perfect_root(batch[i : i + (1 << k)]), k)
+            i += 1 << k
+
+    def _append_subtree(self, h: bytes, height: int) -> None:
+        size = self.size >> height
+        while size & 1:
+            h = node_hash(self.hashes.pop(), h)
+            size >>= 1
+        self.hashes.append(h)
+        self.size += 1 << height
 
     def root(self) -> bytes:
         if not self.hashes:
@@ -83,9 +98,16 @@ class CompactRange:
         return r
 
 
+def _perfect_root(level: list[bytes]) -> bytes:
+    sha, prefix = hashlib.sha256, _NODE_PREFIX
+    while len(level) > 1:
+        level = [sha(prefix + level[j] + level[j + 1]).digest() for j in range(0, len(level), 2)]
+    return level[0]
+
+
 def root_of(leaves: Sequence[bytes]) -> bytes:
     cr = CompactRange()
-    cr.extend(leaves)
+    cr.extend(list(leaves))
     return cr.root()
 
 

@@ -298,15 +298,16 @@ def _check_file(
     if not got_schema.remove_metadata().equals(schema):
         raise VerificationError(f"{rel} seq {first}: Parquet schema expected {schema} got {got_schema}")
     sql = (
-        f"SELECT seq, row_hash, sha256('\\x00'::BLOB || encode({canonical_sql(paths.kind)})) AS leaf "
-        "FROM read_parquet(?, hive_partitioning = false, file_row_number = true) ORDER BY file_row_number"
+        f"SELECT seq, row_hash, leaf, leaf IS NOT DISTINCT FROM row_hash AS same FROM (SELECT seq, row_hash, "
+        f"sha256('\\x00'::BLOB || encode({canonical_sql(paths.kind)})) AS leaf, file_row_number "
+        "FROM read_parquet(?, hive_partitioning = false, file_row_number = true)) ORDER BY file_row_number"
     )
     table = con.sql(sql, params=[str(path)]).to_arrow_table()
     n = table.num_rows
     expected_seq = pa.array(range(first, first + n), pa.int64())
-    same = pc.equal(table.column("seq"), expected_seq)
-    if not pc.all(same).as_py():
-        i = pc.index(same, False).as_py()
+    same_seq = pc.equal(table.column("seq"), expected_seq)
+    if not pc.all(same_seq).as_py():
+        i = pc.index(same_seq, False).as_py()
         raise VerificationError(
             f"{rel} seq {first + i}: row {i} expected seq {first + i} got {table.column('seq')[i].as_py()} "
             "(rows deleted, reordered or files swapped)"
@@ -315,11 +316,10 @@ def _check_file(
         raise VerificationError(
             f"{rel} seq {first + n}: expected {last - first + 1} rows (seq {first}..{last}) got {n} (rows deleted)"
         )
-    stored = table.column("row_hash")
-    fast = table.column("leaf")
-    leaves_hex = fast.to_pylist()
-    mismatch = pc.invert(pc.fill_null(pc.equal(stored, fast), False))
+    leaves_hex = table.column("leaf").to_pylist()
+    mismatch = pc.invert(table.column("same"))
     if pc.any(mismatch).as_py():
+        stored = table.column("row_hash")
         rows = pq.read_table(path, schema=schema)  # slow path: only files with a suspicious row
         for i in pc.indices_nonzero(mismatch).to_pylist():
             values = rows.slice(i, 1).to_pylist()[0]
@@ -330,16 +330,14 @@ def _check_file(
                     "(recomputed from the row: the row was changed)"
                 )
             leaves_hex[i] = leaf
-    stops = sorted(
-        s
-        for s in {*checkpoints, d["tree_size"], *([ext.checkpoint.tree_size] if ext else [])}
-        if tree.size < s <= last + 1
-    )
-    for h in leaves_hex:
-        tree.append(bytes.fromhex(h))
-        if stops and tree.size == stops[0]:
-            stops.pop(0)
-            _check_root_at(rel, tree, d, checkpoints, ext)
+    stops = {*checkpoints, int(d["tree_size"]), *([ext.checkpoint.tree_size] if ext else [])}
+    start = tree.size
+    done = 0
+    for stop in sorted(s for s in stops if start < s <= last + 1):
+        tree.extend([bytes.fromhex(h) for h in leaves_hex[done : stop - start]])
+        done = stop - start
+        _check_root_at(rel, tree, d, checkpoints, ext)
+    tree.extend([bytes.fromhex(h) for h in leaves_hex[done:]])
     file_sha = _sha256_file(path)
     if file_sha != d["file_sha256"]:
         raise VerificationError(
