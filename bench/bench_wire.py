@@ -889,6 +889,16 @@ def render(results: dict[str, Result], opts: Options) -> str:
         "measured requests; rss = peak (VmHWM) of the proxy process tree; noise % = share of the proxy's "
         "core busy with anything else while it was measured (this machine is shared: > 10 % means noisy)."
     )
+    held = [
+        name
+        for name, r in results.items()
+        if r.status == "ok" and r.stream and r.stream.latencies and _p(r.stream, 50, True) > 0.8 * _p(r.stream, 50)
+    ]
+    if held:
+        out.append(
+            "streams held back (first byte p50 > 80% of last byte p50, i.e. the proxy buffered the stream): "
+            + ", ".join(held)
+        )
     if g:
         out.append("")
         out.append(
