@@ -621,13 +621,15 @@ class Result:
         return d
 
 
-async def _check(run: Running, body: bytes, extra: dict[str, str], expect: bytes, what: str) -> None:
+async def _check(run: Running, body: bytes, extra: dict[str, str], expect: bytes, what: str) -> bytes:
+    """One probe request that must succeed; returns the response head."""
     try:
-        status, prefix = await request_once(run.target, body, extra, timeout=20)
+        status, prefix, head = await request_once(run.target, body, extra, timeout=20)
     except Exception as e:  # noqa: BLE001 -- any transport failure makes the target unusable; say which
         raise Unavailable(f"{what} probe failed: {type(e).__name__}: {e}") from e
     if status != 200 or expect not in prefix:
         raise Unavailable(f"{what} probe answered HTTP {status}: {prefix[:200]!r}")
+    return head
 
 
 def _merge(into: PhaseResult | None, part: PhaseResult) -> PhaseResult:
@@ -681,11 +683,15 @@ async def measure_all(runs: dict[str, Running], results: dict[str, Result], opts
                 _fake_call(fake_port, "POST", "/_fake/clear")
             except (OSError, ValueError) as e:
                 raise Unavailable(f"the fake provider does not answer: {e}") from e
-            await _check(run, plain, {}, expect_plain, "non-stream")
+            head = await _check(run, plain, {}, expect_plain, "non-stream")
             await _check(run, streamed, run.stream_headers, expect_stream, "stream")
         except Unavailable as e:
             results[name].status, results[name].reason = "failed", str(e)
             continue
+        if name.startswith("visionality") and b"\nx-visionality-commit:" not in head.lower():
+            # Every call through the whole chain ends in a commit; no commit header means we are not
+            # measuring what the goals are about.
+            results[name].notes.append("the probe's answer carried no x-visionality-commit header: is the chain on?")
         seen = _stream_shape_seen(fake_port)
         if seen is not None:
             results[name].notes.append(f"stream shape headers did not reach the provider ({seen}): ttfb not comparable")
@@ -848,9 +854,8 @@ def render(results: dict[str, Result], opts: Options) -> str:
         verdicts = ""
         if name in g:
             gv = g[name]
-            verdicts = (
-                "PASS" if all(gv[k] == "PASS" for k in ("added_verdict", "rps_verdict", "ttfb_verdict")) else "FAIL"
-            )
+            vs = [gv[k] for k in ("added_verdict", "rps_verdict", "ttfb_verdict")]
+            verdicts = "FAIL" if "FAIL" in vs else ("PASS" if all(v == "PASS" for v in vs) else "n/a")
         rows.append(
             [
                 name,

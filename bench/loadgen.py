@@ -102,6 +102,7 @@ class _Conn:
         self.ssl_ctx = ssl_ctx
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.last_head = b""
 
     async def open(self) -> None:
         t = self.t
@@ -131,6 +132,7 @@ class _Conn:
         self.writer.write(raw)
         head = await r.readuntil(b"\r\n\r\n")
         t_head = time.perf_counter()
+        self.last_head = head
         first_line, _, rest = head.partition(b"\r\n")
         parts = first_line.split(b" ", 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
@@ -253,12 +255,12 @@ async def run_phase(
 
 async def request_once(
     target: Target, body: bytes, extra_headers: Mapping[str, str] | None = None, timeout: float = 10.0
-) -> tuple[int, bytes]:
-    """One request on a fresh connection: (status, body prefix). Raises on transport errors."""
+) -> tuple[int, bytes, bytes]:
+    """One request on a fresh connection: (status, body prefix, raw response head). Raises on transport errors."""
     conn = _Conn(target, _ssl_context(target))
     try:
         status, _, _, prefix = await asyncio.wait_for(conn.roundtrip(target.encode(body, extra_headers)), timeout)
-        return status, prefix
+        return status, prefix, conn.last_head
     finally:
         conn.close()
 
