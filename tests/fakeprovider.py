@@ -744,7 +744,9 @@ def make_plan(provider: str, endpoint: str, body: dict[str, Any], headers: Mappi
     else:
         in_tok = input_tokens_for(body)
         want = _int_header(headers, "x-fake-output-tokens")
-        out_tok = DEFAULT_OUTPUT_TOKENS if want is None else max(0, want)
+        asked_chunks = _int_header(headers, "x-fake-chunks") or 0
+        # x-fake-chunks alone also raises the default output so every content event carries a word.
+        out_tok = max(DEFAULT_OUTPUT_TOKENS, asked_chunks) if want is None else max(0, want)
         if max_tokens is not None:
             out_tok = min(out_tok, max(0, max_tokens))
     cached = min(in_tok, max(0, _int_header(headers, "x-fake-cached-tokens") or 0))
@@ -752,8 +754,8 @@ def make_plan(provider: str, endpoint: str, body: dict[str, Any], headers: Mappi
     reasoning = min(out_tok, max(0, _int_header(headers, "x-fake-reasoning-tokens") or 0))
     visible = out_tok - reasoning
     chunks_hdr = _int_header(headers, "x-fake-chunks")
-    chunks = visible if chunks_hdr is None else max(1, chunks_hdr)
-    chunks = max(1, min(chunks, visible)) if visible else (max(1, chunks_hdr) if chunks_hdr else 1)
+    # x-fake-chunks is the exact number of content events; with fewer tokens than events the rest carry "".
+    chunks = max(1, chunks_hdr) if chunks_hdr is not None else max(1, visible)
     accept = headers.get("accept-encoding", "").lower()
     gzip = headers.get("x-fake-gzip") == "1" and "gzip" in accept
     delay = _int_header(headers, "x-fake-chunk-delay-ms") or 0

@@ -356,3 +356,22 @@ def test_raw_http_expect_continue_chunked_body_and_pipelining(fp: FakeProvider) 
             got += data
     assert got.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n")
     assert len(fp.requests) == 2 and all(r["status"] == 200 for r in fp.requests)
+
+
+def test_chunks_header_is_the_exact_number_of_content_events(fp: FakeProvider) -> None:
+    with _ant(fp).messages.stream(
+        model="claude-haiku-4-5",
+        max_tokens=100,
+        messages=MSGS,
+        extra_headers={"x-fake-chunks": "5", "x-fake-output-tokens": "2"},
+    ) as st:
+        deltas = [e for e in st if e.type == "content_block_delta"]
+        final = st.get_final_message()
+    assert len(deltas) == 5 and final.usage.output_tokens == 2
+    many = list(
+        _oai(fp).chat.completions.create(
+            model="gpt-4o-mini", messages=MSGS, stream=True, extra_headers={"x-fake-chunks": "40"}
+        )
+    )
+    assert len(many) == 1 + 40 + 1  # role chunk, content chunks, finish chunk
+    assert fp.requests[-1]["usage"]["output_tokens"] == 40
