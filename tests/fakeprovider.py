@@ -28,7 +28,8 @@ Wire formats, checked against the official SDKs installed here (they are the par
 
 Deterministic usage: input_tokens = ceil(UTF-8 bytes of the request's text fields / 4) (always <= the body's byte
 count, so a byte-count reservation is an upper bound); output_tokens = min(max tokens requested,
-``x-fake-output-tokens`` or 16).
+``x-fake-output-tokens`` or max(16, ``x-fake-chunks``)); embeddings have no output tokens. Stream text is one
+word per token, spread over ``x-fake-chunks`` content events (default: one per token).
 
 Each request leaves one summary (``FakeProvider.requests``, ``GET /_fake/requests``, a JSON line with ``--log``):
 ts, method, path, provider, endpoint, auth (the Authorization / x-api-key value received), auth_ok,
