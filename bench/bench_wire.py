@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Wire-path benchmark: Visionality vs direct, bare mitmdump, Portkey's gateway and LiteLLM's proxy.
 
-All targets run in one invocation against the same fake provider (``tests/fakeprovider.py``), one after
-the other, each started fresh. The proxy under test is pinned to one core (``taskset -c 1``); the fake
-provider and this process (the load generator, ``bench/loadgen.py``) share the other (``-c 0``).
+All targets run in one invocation against the same fake provider (``tests/fakeprovider.py``): each is
+started fresh, probed and warmed up, then all are measured in interleaved rounds (targets take turns
+phase slice by phase slice). The proxies are pinned to one core (``taskset -c 1``); the fake provider and
+this process (the load generator, ``bench/loadgen.py``) share the other (``-c 0``).
 
 Per target: p50/p99 latency of a small non-stream chat completion at concurrency 1 and 32, requests/s at
 c=32, CPU time per request of the proxy's process tree, time to first streamed byte (TTFB) of a streamed
