@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import gzip
 import random
+import sys
 import zlib
 from collections.abc import Callable
 
 import brotli  # type: ignore[import-untyped]
 import pytest
-from backports import zstd
+
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 from visionality.metering.decoding import PIECE, DecodeError, StreamDecoder, UnsupportedEncoding, decode_body
 
 PLAIN = b"".join(b'data: {"n":%d,"text":"lorem ipsum"}\n\n' % i for i in range(400))

@@ -13,12 +13,18 @@ is decoded in reverse order of application.
 
 from __future__ import annotations
 
+import sys
 import zlib
 from collections.abc import Iterator
 from typing import Protocol
 
 import brotli  # type: ignore[import-untyped]  # mitmproxy dependency, untyped
-from backports import zstd
+
+# The same zstd binding mitmproxy uses (mitmproxy/net/encoding.py): stdlib from 3.14, the backport before.
+if sys.version_info >= (3, 14):
+    from compression import zstd
+else:
+    from backports import zstd
 
 __all__ = ["PIECE", "DecodeError", "StreamDecoder", "UnsupportedEncoding", "decode_body"]
 
