@@ -182,6 +182,7 @@ class Ledger:
         self._last_us = 0  # µs since the epoch of the last recorded_at
         self._stamp_sec = -1
         self._stamp_prefix = ""
+        self._stamp_day = ""
         self._pending: list[PendingRow] = []
         self._pending_since = 0.0
         self._open_intents: dict[str, tuple[int, bytes]] = {}  # commit id -> (segment, framed intent)
@@ -364,7 +365,7 @@ class Ledger:
             row_hash = leaf.hex()
             if not self._pending:
                 self._pending_since = time.monotonic()
-            self._pending.append((line, row_hash, stamp[:10]))
+            self._pending.append((line, row_hash, self._stamp_day))
             self._open_intents.pop(record.commit_id, None)
         record.seq = seq
         record.row_hash = row_hash
@@ -380,6 +381,7 @@ class Ledger:
         if sec != self._stamp_sec:  # formatting the date once per second keeps the hot path cheap
             self._stamp_sec = sec
             self._stamp_prefix = format_time(datetime.fromtimestamp(sec, UTC))[:19]
+            self._stamp_day = self._stamp_prefix[:10]  # one shared str per second for every pending row
         return f"{self._stamp_prefix}.{frac:06d}Z"
 
     async def append_intent(self, record: CommitRecord) -> None:

@@ -18,6 +18,7 @@ appended to the checkpoint log, then the manifest entry (signed, chained to the 
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import json
 import logging
@@ -69,7 +70,7 @@ _STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FILE_NAME = re.compile(r"^(?P<stream>.+)-(?P<first>\d{12})-(?P<last>\d{12})\.parquet$")
 _ZERO_HASH = "0" * 64  # prev of the first manifest entry
 _JSON_BLOCK = 16 << 20  # pyarrow JSON reader block: must hold the longest row (a few KiB)
-_ROW_GROUP = 64 * 1024  # rows per Parquet row group: bounded decode memory for readers
+_ROW_GROUP = 16 * 1024  # rows per Parquet row group and per sealing chunk: bounded memory on both sides
 
 # (canonical bytes, hex leaf hash, partition date "YYYY-MM-DD")
 PendingRow = tuple[bytes, str, str]
@@ -308,6 +309,31 @@ def _write_once(dest: Path, data: pa.Buffer, immutable: bool) -> None:
         _chattr(dest, "+i")
 
 
+def _encode_parquet(
+    run: list[PendingRow], schema: pa.Schema, read_schema: pa.Schema, first: int, stream: str
+) -> pa.Buffer:
+    """Canonical JSON rows -> Parquet bytes, one row group per chunk so memory stays flat while sealing."""
+    sink = pa.BufferOutputStream()
+    with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+        for at in range(0, len(run), _ROW_GROUP):
+            chunk = run[at : at + _ROW_GROUP]
+            table = pa_json.read_json(
+                pa.py_buffer(b"\n".join(r[0] for r in chunk)),
+                read_options=pa_json.ReadOptions(block_size=_JSON_BLOCK),
+                parse_options=pa_json.ParseOptions(explicit_schema=read_schema, unexpected_field_behavior="error"),
+            ).select(read_schema.names)
+            seqs = table.column("seq")
+            want = first + at
+            if table.num_rows != len(chunk) or seqs[0].as_py() != want or seqs[-1].as_py() != want + len(chunk) - 1:
+                raise LedgerError(
+                    f"seal of {stream}: expected seq {want}..{want + len(chunk) - 1} "
+                    f"got {seqs[0].as_py()}..{seqs[-1].as_py()} ({table.num_rows} rows)"
+                )
+            hashes = pa.array([r[1] for r in chunk], pa.string())
+            writer.write_table(pa.Table.from_arrays([*table.columns, hashes], schema=schema))
+    return sink.getvalue()
+
+
 def seal_rows(
     paths: StreamPaths,
     state: SealedState,
@@ -333,33 +359,19 @@ def seal_rows(
         paths.dir.mkdir(parents=True, exist_ok=True)
         while start < len(rows):
             date = rows[start][2]
-            end = start
-            while end < len(rows) and rows[end][2] == date:
-                end += 1
+            # Dates are non-decreasing (recorded_at / ts are monotonic per stream): find the run's end by
+            # bisection, not a Python loop holding the GIL in the sealer thread.
+            end = bisect.bisect_right(rows, date, lo=start, key=lambda r: r[2])
             run = rows[start:end]
             first = state.tree.size
             last = first + len(run) - 1
-            table = pa_json.read_json(
-                pa.py_buffer(b"\n".join(r[0] for r in run)),
-                read_options=pa_json.ReadOptions(block_size=_JSON_BLOCK),
-                parse_options=pa_json.ParseOptions(explicit_schema=read_schema, unexpected_field_behavior="error"),
-            ).select(read_schema.names)
-            seqs = table.column("seq")
-            if table.num_rows != len(run) or seqs[0].as_py() != first or seqs[-1].as_py() != last:
-                raise LedgerError(
-                    f"seal of {paths.stream_id}: expected seq {first}..{last} "
-                    f"got {seqs[0].as_py()}..{seqs[-1].as_py()} ({table.num_rows} rows)"
-                )
-            table = pa.Table.from_arrays([*table.columns, pa.array([r[1] for r in run], pa.string())], schema=schema)
             tree = state.tree
             if end_tree is not None and end == len(rows) and end_tree.size == last + 1:
                 tree = end_tree.copy()
             else:
                 tree = tree.copy()
-                tree.extend(bytes.fromhex(r[1]) for r in run)
-            sink = pa.BufferOutputStream()
-            pq.write_table(table, sink, compression="zstd", row_group_size=_ROW_GROUP)
-            buf = sink.getvalue()
+                tree.extend([bytes.fromhex(r[1]) for r in run])
+            buf = _encode_parquet(run, schema, read_schema, first, paths.stream_id)
             file_sha = hashlib.sha256(memoryview(buf)).hexdigest()
             dest = paths.partition(date) / paths.file_name(first, last)
             rel = dest.relative_to(paths.root).as_posix()
