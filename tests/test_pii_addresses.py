@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from visionality.pii.addresses import email_score, ip_score
 from visionality.pii.presidio_validators import PresidioValidators
 

@@ -6,7 +6,6 @@ import base64
 import json
 
 import pytest
-
 from visionality.pii.credentials import api_key_score, aws_key_score, aws_secret_score, jwt_score, pem_end
 
 B62 = "Ab3dE5gH7jK9mN1pQ2rS4tU6vW8xY0zaBcDeFgHiJkLmNoPqRsTuVwXyZ0123456789"

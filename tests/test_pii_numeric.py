@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from visionality.pii.numeric import NumericDetector, _card_brand_ok
 from visionality.pii.prepass import iter_candidates
 from visionality.pii.presidio_validators import PresidioValidators
@@ -20,7 +19,9 @@ def found(detector: NumericDetector, text: str, floor: float = 0.5) -> list[tupl
     out = []
     for kind, s, e in iter_candidates(text):
         if kind == "num":
-            out += [(f.entity_type, text[f.start : f.end]) for f in detector.detect(text, s, e, FLOORS) if f.score >= floor]
+            out += [
+                (f.entity_type, text[f.start : f.end]) for f in detector.detect(text, s, e, FLOORS) if f.score >= floor
+            ]
     return out
 
 

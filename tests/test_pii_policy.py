@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from visionality.errors import ConfigError
 from visionality.pii import DEFAULT_ALLOW_LIST, ENTITY_TYPES, DetectorPolicy, PiiPolicy
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from visionality.pii.prepass import MAX_CANDIDATE_CHARS, iter_candidates
 
 
@@ -63,9 +62,7 @@ def test_deadline_hook_runs_per_chunk() -> None:
     assert len(calls) == 5 * 4  # five trigger regexes, four 64 KB chunks each
 
 
-@pytest.mark.parametrize(
-    "unit", ["a", "1", "@", "-", "1.", "a@", ":", "sk-", "AB12 ", "ey", "(+1", "1 ", "A", "/+"]
-)
+@pytest.mark.parametrize("unit", ["a", "1", "@", "-", "1.", "a@", ":", "sk-", "AB12 ", "ey", "(+1", "1 ", "A", "/+"])
 def test_adversarial_input_stays_linear(unit: str) -> None:
     """Bounded quantifiers only: 200 KB of any repeated unit scans in well under a second."""
     text = unit * (200_000 // len(unit))

@@ -16,7 +16,6 @@ from presidio_analyzer.predefined_recognizers import (
     IbanRecognizer,
     NhsRecognizer,
 )
-
 from visionality.errors import PiiScanError
 from visionality.pii import presidio_validators as pv
 
@@ -36,7 +35,12 @@ def test_precheck_never_rejects_what_presidio_accepts() -> None:
         assert pv._aba(d9) == bool(aba.validate_result(d9))
         d10 = d[:10]
         assert pv._mod11(d10) or not nhs.validate_result(d10)
-    for value in ("GB82WEST12345698765432", "DE89370400440532013000", "NL91ABNA0417164300", "FR7630006000011234567890189"):
+    for value in (
+        "GB82WEST12345698765432",
+        "DE89370400440532013000",
+        "NL91ABNA0417164300",
+        "FR7630006000011234567890189",
+    ):
         assert pv._mod97(value) and iban.validate_result(value) is True
         broken = value[:2] + f"{(int(value[2:4]) + 1) % 100:02d}" + value[4:]
         assert not pv._mod97(broken) and not iban.validate_result(broken)

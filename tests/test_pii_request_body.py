@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-
 from visionality.errors import PiiScanError
 from visionality.pii.request_body import MAX_DEPTH, iter_request_texts
 
