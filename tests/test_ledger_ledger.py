@@ -55,9 +55,14 @@ def rows(root: Path, sql: str) -> list[tuple[object, ...]]:
 
 async def crash(led: Ledger) -> None:
     """Simulate kill -9 in-process: stop the tasks, drop the descriptors, no flush, no seal."""
+    led.healthy = False  # first, so the committer thread stops without a last fsync
     for t in led._tasks:
         t.cancel()
     await asyncio.gather(*led._tasks, return_exceptions=True)
+    led._stopping_commit = True
+    led._commit_wake.set()
+    if led._committer is not None:
+        led._committer.join()
     if led._wal is not None:
         os.close(led._wal.fd)
     if led._lock_fd is not None:

@@ -189,9 +189,11 @@ class Ledger:
         self._writes = 0  # records written so far (a logical clock for group commit)
         self._synced = 0  # records known durable
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
-        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
-        self._sync_lock: asyncio.Lock | None = None
+        self._fd_lock = threading.Lock()  # fdatasync vs closing a rotated segment
+        self._commit_wake = threading.Event()
+        self._committer: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._lock_fd: int | None = None
         self._failure = "ledger not started"
@@ -202,14 +204,17 @@ class Ledger:
     async def start(self) -> RecoveryReport:
         if self._tasks:
             raise LedgerError("ledger already started")
-        self._wake = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        self._sync_lock = asyncio.Lock()
         report = await asyncio.to_thread(self._recover)
-        self._tasks = [
-            asyncio.create_task(self._commit_loop(), name=f"ledger-commit-{self.appliance_id}"),
-            asyncio.create_task(self._seal_loop(), name=f"ledger-seal-{self.appliance_id}"),
-        ]
+        self._stopping_commit = False
+        # Group commit runs in its own thread: a wait + fdatasync every group_commit_ms costs the event
+        # loop nothing, and fdatasync releases the GIL.
+        self._committer = threading.Thread(
+            target=self._commit_thread, name=f"ledger-commit-{self.appliance_id}", daemon=True
+        )
+        self._committer.start()
+        self._tasks = [asyncio.create_task(self._seal_loop(), name=f"ledger-seal-{self.appliance_id}")]
         log.info(
             "ledger %s started: next seq %d, %d rows re-sealed, %d unsettled, torn tail %d bytes",
             self.origin,
@@ -295,7 +300,8 @@ class Ledger:
 
     async def flush(self) -> None:
         """fsync now; raises ``LedgerUnavailable`` if the WAL cannot be made durable."""
-        await self._sync()
+        await asyncio.to_thread(self._sync_once)
+        self._resolve_waiters()
         if not self.healthy:
             raise LedgerUnavailable(self._failure)
 
@@ -304,20 +310,20 @@ class Ledger:
         if self._stop is None:
             return
         self._stop.set()
-        if len(self._tasks) > 1:
-            await self._tasks[1]  # the sealer finishes the seal it is doing
+        for task in self._tasks:
+            await task  # the sealer finishes the seal it is doing
+        self._tasks = []
         try:
             if self.healthy:
-                await self._sync()
+                await asyncio.to_thread(self._sync_once)
                 if self._pending:
                     await self._seal_active()
         finally:
-            assert self._wake is not None
             self._stopping_commit = True
-            self._wake.set()
-            if self._tasks:
-                await self._tasks[0]
-            self._tasks = []
+            self._commit_wake.set()
+            if self._committer is not None:
+                await asyncio.to_thread(self._committer.join)
+                self._committer = None
             with self._lock:
                 wal, self._wal = self._wal, None
                 self.healthy = False
@@ -325,11 +331,12 @@ class Ledger:
                 open_intents = bool(self._open_intents)
             if wal is not None:
                 try:
-                    await asyncio.to_thread(wal.sync)
+                    with self._fd_lock:
+                        wal.sync()
                 except LedgerUnavailable as e:
                     log.error("ledger %s: final fsync failed: %s", self.origin, e)
                 wal.close()
-                if not open_intents and wal.size == os.stat(wal.path).st_size and self._only_header(wal.path):
+                if not open_intents and self._only_header(wal.path):
                     wal.path.unlink(missing_ok=True)
             self._resolve_waiters()
             if self._lock_fd is not None:
@@ -400,6 +407,7 @@ class Ledger:
             self._writes += 1
             ticket = self._writes
             self._open_intents[record.commit_id] = (wal.number, data)
+        self._commit_wake.set()  # an intent is waiting: fsync now rather than at the next tick
         await self._wait_durable(ticket)
 
     # -- group commit -------------------------------------------------------------------------------
@@ -413,13 +421,13 @@ class Ledger:
     async def _wait_durable(self, ticket: int) -> None:
         if self._synced >= ticket:
             return
-        assert self._wake is not None
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((ticket, fut))
-        self._wake.set()
+        self._commit_wake.set()
         await fut
 
     def _resolve_waiters(self) -> None:
+        """On the event loop: complete intents covered by the last fsync, fail all if unhealthy."""
         keep = []
         for ticket, fut in self._waiters:
             if fut.done():
@@ -432,31 +440,34 @@ class Ledger:
                 keep.append((ticket, fut))
         self._waiters = keep
 
-    async def _sync(self) -> None:
-        assert self._sync_lock is not None
-        async with self._sync_lock:
+    def _sync_once(self) -> None:
+        """fdatasync the active segment if anything was written since the last one (any thread)."""
+        with self._fd_lock:
             with self._lock:
                 target, wal = self._writes, self._wal
             if target > self._synced and wal is not None and self.healthy:
                 try:
-                    await asyncio.to_thread(wal.sync)
+                    wal.sync()
                 except LedgerUnavailable as e:
                     self._fail(e)
                 else:
                     self._synced = max(self._synced, target)
-            self._resolve_waiters()
 
-    async def _commit_loop(self) -> None:
-        assert self._wake is not None
+    def _commit_thread(self) -> None:
+        loop = self._loop
+        assert loop is not None
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), self._group_commit_s)
-            except TimeoutError:
-                pass
-            self._wake.clear()
-            await self._sync()
-            if self._stopping_commit:
-                break
+            self._commit_wake.wait(self._group_commit_s)
+            self._commit_wake.clear()
+            stopping = self._stopping_commit
+            self._sync_once()
+            if self._waiters:
+                try:
+                    loop.call_soon_threadsafe(self._resolve_waiters)
+                except RuntimeError:  # the loop is closed: nobody is waiting any more
+                    return
+            if stopping:
+                return
 
     # -- sealing ------------------------------------------------------------------------------------
 
@@ -480,26 +491,32 @@ class Ledger:
 
     async def _seal_active(self) -> None:
         """Rotate the WAL segment, seal the rows of the old one, retire it."""
-        assert self._sync_lock is not None
-        async with self._sync_lock:
-            with self._lock:
-                if self._wal is None:
-                    return
-                number = self._wal.number + 1
-            new_wal = await asyncio.to_thread(SegmentWriter, self._paths.wal_dir, number, self._header(number))
-            with self._lock:
-                old, self._wal = self._wal, new_wal
-                batch, self._pending = self._pending, []
-                end_tree = self._tree.copy()
-                at_swap = self._writes
-            try:
-                await asyncio.to_thread(old.sync)
-            except LedgerUnavailable as e:
-                self._fail(e)
-                raise
-            finally:
-                old.close()
-            self._synced = max(self._synced, at_swap)
+        with self._lock:
+            if self._wal is None:
+                return
+            number = self._wal.number + 1
+        new_wal = await asyncio.to_thread(SegmentWriter, self._paths.wal_dir, number, self._header(number))
+        with self._lock:
+            old, self._wal = self._wal, new_wal
+            batch, self._pending = self._pending, []
+            end_tree = self._tree.copy()
+            at_swap = self._writes
+
+        def finish_old() -> None:
+            # Every write up to the swap went to this segment or an earlier, already synced one.
+            with self._fd_lock:
+                try:
+                    old.sync()
+                    self._synced = max(self._synced, at_swap)
+                finally:
+                    old.close()
+
+        try:
+            await asyncio.to_thread(finish_old)
+        except LedgerUnavailable as e:
+            self._fail(e)
+            raise
+        finally:
             self._resolve_waiters()
         if batch:
             await asyncio.to_thread(
@@ -532,7 +549,7 @@ class Ledger:
                     self._open_intents[commit_id] = (wal.number, data)
                     carried += 1
         if carried:
-            await self._sync()
+            await asyncio.to_thread(self._sync_once)
             if not self.healthy:
                 raise LedgerUnavailable(self._failure)
 
