@@ -45,12 +45,9 @@ def admin_token(config: Config, *, lifetime: timedelta = timedelta(minutes=2)) -
 def fetch_status(
     config: Config, *, project: str | None, key_id: str | None, sub: str | None, timeout_s: float = 5.0
 ) -> dict[str, Any]:
-    if config.admin_listen is None:
-        raise VisionalityError("the admin listener is off (listen.admin): no live status to ask for")
+    admin = _admin_address(config)
     query = urllib.parse.urlencode({k: v for k, v in (("project", project), ("key_id", key_id), ("sub", sub)) if v})
-    host = config.admin_listen.host
-    host = f"[{host}]" if ":" in host else host
-    url = f"http://{host}:{config.admin_listen.port}/_visionality/budget" + (f"?{query}" if query else "")
+    url = f"http://{admin}/_visionality/budget" + (f"?{query}" if query else "")
     req = urllib.request.Request(url, headers={"authorization": f"Bearer {admin_token(config)}"})
     try:
         with urllib.request.urlopen(req, timeout=timeout_s) as resp:
@@ -59,9 +56,20 @@ def fetch_status(
     except urllib.error.HTTPError as e:
         raise VisionalityError(f"the appliance refused the status request: HTTP {e.code} {e.read()[:300]!r}") from e
     except (urllib.error.URLError, OSError) as e:
-        raise VisionalityError(
-            f"no appliance answering on {config.admin_listen} ({e}); start it with `visionality up`"
-        ) from e
+        raise VisionalityError(f"no appliance answering on {admin} ({e}); start it with `visionality up`") from e
+
+
+def _admin_address(config: Config) -> str:
+    """The running appliance's admin address: what it recorded at start-up, else the configured one."""
+    try:
+        recorded = json.loads(config.home.listeners_path(config.appliance_id).read_text())
+        if isinstance(recorded, dict) and isinstance(recorded.get("admin"), str):
+            return recorded["admin"]
+    except (OSError, ValueError):
+        pass
+    if config.admin_listen is None:
+        raise VisionalityError("the admin listener is off (listen.admin): no live status to ask for")
+    return str(config.admin_listen)
 
 
 def render_table(data: dict[str, Any]) -> str:

@@ -32,7 +32,7 @@ from .errors import (
     RequestRejected,
     VisionalityError,
 )
-from .estimate import input_token_bound, output_token_bound, worst_case_cost
+from .estimate import input_token_bound, media_part_token_bound, output_token_bound, worst_case_cost
 from .faults import inject
 from .identity import Caller, Identity
 from .metering import StreamMeter, Usage, body_usage, inject_stream_usage, stream_meter
@@ -199,7 +199,10 @@ class CallPath:
         call.record.stream = body.get("stream") is True
         call.body = body
         call.new_body = self._prepare_stream(call)
-        call.input_bound = input_token_bound(call.new_body if call.new_body is not None else raw)
+        if call.route is not None and call.route.metered:
+            sent = call.new_body if call.new_body is not None else raw
+            media = media_part_token_bound(call.route.provider, call.record.model or "")
+            call.input_bound = input_token_bound(sent, media_part_tokens=media)
         call.gates.add("body")
 
     def screen(self, call: Call) -> None:
@@ -238,25 +241,27 @@ class CallPath:
             call.gates.add("budget")
             return
         model = call.record.model or ""
-        price = self.prices.price(call.route.provider, model)
+        # The rates a request of this size can be billed at: long-context tiers (e.g. Sonnet above 200K input
+        # doubles) resolved at the input bound, and every input token at the dearest rate (cache writes cost
+        # more than plain input), so the reservation stays a true worst case.
+        price = self.prices.price(call.route.provider, model).for_input(call.input_bound)
         out_bound = output_token_bound(
             call.route.provider,
             call.route.endpoint,
             call.body,
-            model_limit=price.max_output_tokens,
+            model_limit=price.max_output_tokens or None,  # 0 in the catalog = no output (embeddings)
             default_limit=self.config.default_output_limit,
         )
-        # Anthropic cache writes cost more than plain input: bound every input token at the dearest rate.
-        in_price = max(price.input_per_token, price.cache_write_per_token or Decimal(0))
         worst = worst_case_cost(
-            call.input_bound, out_bound, input_per_token=in_price, output_per_token=price.output_per_token
+            call.input_bound,
+            out_bound,
+            input_per_token=price.worst_input_per_token,
+            output_per_token=price.output_per_token,
         )
         caps = self.caps_for(call)
         call.reservation = await self.counters.reserve(call.record.commit_id, caps, worst, call.record.ts)
-        call.record.reserved_usd = worst
-        if caps:
-            statuses = await self.counters.status(caps, call.record.ts)
-            call.remaining = min(s.remaining for s in statuses)
+        call.record.reserved_usd = call.reservation.amount  # what is held: worst case rounded up to nano-USD
+        call.remaining = call.reservation.remaining
         call.gates.add("budget")
 
     async def release(self, call: Call, actual: Decimal) -> None:

@@ -24,8 +24,8 @@ from .envelope import Budget, Claims, EnvelopeSigner
 from .errors import VisionalityError
 from .expiry import parse_duration
 from .home import Home
-from .ledger.events import EventLog
 from .ledger.cli import ledger_group
+from .ledger.events import EventLog
 from .paserk import k4_secret
 from .registry import KeyRegistry
 from .revocation import RedisRevocationFeed, RevocationFile, RevocationKind
@@ -298,6 +298,9 @@ def up(home: Home, base_listen: str | None, proxy_listen: str | None, admin_list
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if log_level != "debug":
+        # mitmproxy logs every client connect/disconnect at INFO: noise at appliance volumes.
+        logging.getLogger("mitmproxy.proxy.server").setLevel(logging.WARNING)
     if not home.config_path.exists() and home.root == Home.locate(None).root and not os.environ.get("VISIONALITY_HOME"):
         # The embedded default: a first `visionality up` on a fresh machine creates its deployment.
         click.get_current_context().invoke(init, upstreams=(), appliance_id="node-1")
@@ -320,13 +323,22 @@ async def _run(config: Config) -> None:
 
     app = await assemble(config)
 
+    run_file = config.home.listeners_path(config.appliance_id)
+
     def ready(listeners: list[tuple[str, str, int]]) -> None:
+        run_file.parent.mkdir(mode=0o700, exist_ok=True)
+        tmp = run_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps({name: f"{host}:{port}" for name, host, port in listeners}))
+        tmp.replace(run_file)
         for name, host, port in listeners:
             click.echo(f"listening {name} {host}:{port}")
         click.echo("visionality ready")
         sys.stdout.flush()
 
-    await serve(app, ready)
+    try:
+        await serve(app, ready)
+    finally:
+        run_file.unlink(missing_ok=True)
 
 
 # -- budget --------------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ Selected by ``--home`` or ``VISIONALITY_HOME``; default ``~/.visionality``. Layo
     revocations.jsonl       append-only revocation list, watched by running appliances
     keys.jsonl              append-only registry of issued keys (claims only, never the token)
     ledger/                 write-once commit files, WAL, checkpoints, events
+    run/                    addresses each running appliance bound (for `budget status`)
 """
 
 from __future__ import annotations
@@ -70,6 +71,10 @@ class Home:
     @property
     def ledger_dir(self) -> Path:
         return self.root / "ledger"
+
+    def listeners_path(self, appliance_id: str) -> Path:
+        """Where a running appliance records the addresses it actually bound (port 0 included)."""
+        return self.root / "run" / f"{appliance_id}.listeners.json"
 
     def require(self) -> None:
         """Raise a clear error when the home has not been initialised."""

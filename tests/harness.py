@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,21 +26,29 @@ ANTHROPIC_KEY = "sk-ant-fake-anthropic"
 
 
 def _read_until(proc: subprocess.Popen[str], marker: str, timeout: float) -> list[str]:
+    """Read stdout lines until one contains ``marker``. A thread does the reading: select() on a buffered text
+    pipe misses lines already pulled into Python's buffer."""
     assert proc.stdout is not None
+    stdout = proc.stdout
     lines: list[str] = []
+    found = threading.Event()
+
+    def pump() -> None:
+        for line in stdout:
+            lines.append(line.rstrip("\n"))
+            if marker in line:
+                found.set()
+                return
+
+    t = threading.Thread(target=pump, daemon=True)
+    t.start()
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            rest = proc.stdout.read() or ""
-            raise RuntimeError(f"process exited with {proc.returncode} before {marker!r}; stdout: {lines + [rest]}")
-        r, _, _ = select.select([proc.stdout], [], [], 0.1)
-        if r:
-            line = proc.stdout.readline()
-            if line:
-                lines.append(line.rstrip("\n"))
-                if marker in line:
-                    return lines
-    raise TimeoutError(f"no {marker!r} within {timeout}s; got {lines}")
+    while not found.wait(0.05):
+        if proc.poll() is not None and not t.is_alive():
+            raise RuntimeError(f"process exited with {proc.returncode} before {marker!r}; stdout: {lines}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {marker!r} within {timeout}s; got {lines}")
+    return list(lines)
 
 
 @dataclass
@@ -121,19 +129,20 @@ class Appliance:
             cfg.write_text(cfg.read_text() + "\n" + config_extra + "\n")
         return app
 
-    def start(self, *extra_args: str, timeout: float = 60) -> Appliance:
+    def start(self, *extra_args: str, timeout: float = 180) -> Appliance:
         self.stderr_path = self.home / f"appliance-{int(time.time() * 1000)}.log"
         stderr = self.stderr_path.open("w")
         self.proc = subprocess.Popen(
             [
                 str(VENV_BIN / "visionality"),
                 "up",
+                # mitmproxy refuses two servers on one address, even on port 0: use three loopback addresses.
                 "--base-listen",
                 "127.0.0.1:0",
                 "--proxy-listen",
-                "127.0.0.1:0",
+                "127.0.0.2:0",
                 "--admin-listen",
-                "127.0.0.1:0",
+                "127.0.0.3:0",
                 *extra_args,
             ],
             cwd=ROOT,
