@@ -371,3 +371,62 @@ def test_sigkill_with_32_calls_in_flight_loses_nothing_and_counts_nothing_twice(
     assert rows(root, "SELECT count(*) = count(DISTINCT seq), max(seq) + 1 = count(*) FROM commits") == [(True, True)]
     assert any(d == "unsettled" for _, d in per_call.values())
     verify(root, public_keys=KEYS)
+
+
+def test_group_commit_batches_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from visionality.ledger.wal import SegmentWriter
+
+    syncs: list[float] = []
+    real_sync = SegmentWriter.sync
+
+    def counting_sync(self: SegmentWriter) -> None:
+        syncs.append(time.monotonic())
+        real_sync(self)
+
+    async def main() -> None:
+        led = ledger(tmp_path, group_commit_ms=5)
+        await led.start()
+        monkeypatch.setattr(SegmentWriter, "sync", counting_sync)
+        t0 = time.monotonic()
+        for _ in range(500):
+            led.append(record())  # no fsync on the hot path: the committer thread batches them
+        ticks = (time.monotonic() - t0) / 0.005
+        await asyncio.sleep(0.2)
+        assert 1 <= len(syncs) <= ticks + 3 < 500
+        before = len(syncs)
+        await asyncio.gather(*(led.append_intent(record()) for _ in range(32)))
+        assert len(syncs) - before <= 8  # 32 intents share a few fsyncs
+        await led.close()
+
+    asyncio.run(main())
+
+
+def test_sealing_failure_fails_closed_and_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import visionality.ledger.ledger as ledger_module
+
+    def broken_seal(*args: object, **kw: object) -> list[str]:
+        raise LedgerUnavailable("simulated: disk refused the Parquet file")
+
+    async def main() -> None:
+        led = ledger(tmp_path, seal_max_rows=10)
+        await led.start()
+        monkeypatch.setattr(ledger_module, "seal_rows", broken_seal)
+        for _ in range(12):
+            led.append(record())
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if not led.healthy:
+                break
+        assert not led.healthy
+        with pytest.raises(LedgerUnavailable, match="simulated"):
+            led.append(record())
+        await led.close()
+        monkeypatch.undo()
+        led = ledger(tmp_path)
+        report = await led.start()
+        assert report.rows_resealed == 12
+        await led.close()
+
+    asyncio.run(main())
+    assert rows(tmp_path, "SELECT count(*), max(seq) FROM commits") == [(12, 11)]
+    verify(tmp_path, public_keys=KEYS)

@@ -488,6 +488,9 @@ class Ledger:
                 await self._seal_active()
             except LedgerError as e:
                 self._fail(e)  # checkpoints cannot advance: fail closed, the WAL keeps the rows
+            except Exception as e:  # a bug must not kill the sealer silently and leave the appliance serving
+                log.exception("ledger %s: sealing failed unexpectedly", self.origin)
+                self._fail(e)
 
     async def _seal_active(self) -> None:
         """Rotate the WAL segment, seal the rows of the old one, retire it."""
