@@ -1,8 +1,12 @@
 """PII pre-flight speed: our scanner vs vanilla Presidio on the same inputs (issue 5 goals).
 
-Inputs are cut from the seeded corpora of tests/pii_corpus.py: "dense" is labelled prompts back to back
-(code, logs, CSV, JSON with 1-3 PII values each, about one value per 150 characters), "clean" is the look-alike
-corpus (timestamps, ids, hashes, versions, no PII). Sizes 1, 4, 16 and 100 KB.
+Three inputs, cut to 1, 4, 16 and 100 KB:
+
+- "dense": the labelled prompts of tests/pii_corpus.py back to back (code, logs, CSV, JSON with 1-3 PII values
+  each: about one value per 120 characters -- far denser than real prompts);
+- "lookalike": the clean corpus -- no PII, but a timestamp, id, hash, version or checksum-failing number every
+  ~150 characters (the worst case for a clean prompt: every one is a candidate to validate);
+- "prose": a typical clean prompt, English paragraphs with code blocks and markdown.
 
 Vanilla Presidio is ``AnalyzerEngine`` with the ``no_op`` NLP engine and the predefined recognizers, as
 configured out of the box minus the spaCy model (notes/pii-presidio.md); it is slow, so it gets fewer runs.
@@ -26,21 +30,48 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.pii_corpus import clean_corpus, labelled_corpus  # noqa: E402
+from faker import Faker  # noqa: E402
 from visionality.pii import PiiPolicy, PiiScanner  # noqa: E402
+
+from tests.pii_corpus import clean_corpus, labelled_corpus  # noqa: E402
 
 SIZES_KB = (1, 4, 16, 100)
 GOALS_MS = {4: 2.0, 100: 50.0}
 
 
+_CODE = """```python
+def retry(fn, attempts=3, backoff=0.5):
+    for i in range(attempts):
+        try:
+            return fn()
+        except TimeoutError as e:  # see issue 42
+            time.sleep(backoff * 2**i)
+    raise RuntimeError(f"gave up after {attempts} attempts")
+```
+"""
+
+
+def _prose() -> str:
+    fake = Faker("en_US")
+    fake.seed_instance(29)
+    parts = []
+    while sum(len(p) for p in parts) < max(SIZES_KB) * 1024:
+        parts.append(fake.paragraph(nb_sentences=8))
+        parts.append(
+            _CODE if len(parts) % 3 else f"## {fake.catch_phrase()}\n\n- {fake.sentence()}\n- {fake.sentence()}"
+        )
+    return "\n\n".join(parts)
+
+
 def _texts() -> dict[str, str]:
+    """dense: PII-bearing prompts; lookalike: clean but packed with ids/numbers; prose: a typical clean prompt."""
     dense = "\n\n".join(p.text for p in labelled_corpus(per_type=60, seed=21))
-    clean = "\n\n".join(clean_corpus(n=400, seed=23))
+    lookalike = "\n\n".join(clean_corpus(n=400, seed=23))
     while len(dense) < max(SIZES_KB) * 1024:
         dense += "\n\n" + dense
-    while len(clean) < max(SIZES_KB) * 1024:
-        clean += "\n\n" + clean
-    return {"dense": dense, "clean": clean}
+    while len(lookalike) < max(SIZES_KB) * 1024:
+        lookalike += "\n\n" + lookalike
+    return {"dense": dense, "lookalike": lookalike, "prose": _prose()}
 
 
 def _vanilla() -> Any:

@@ -46,6 +46,22 @@ def test_precheck_never_rejects_what_presidio_accepts() -> None:
         assert not pv._mod97(broken) and not iban.validate_result(broken)
 
 
+def test_iban_check_agrees_with_presidio(validators: pv.PresidioValidators) -> None:
+    from faker import Faker
+
+    reference = IbanRecognizer()
+    rng = random.Random(3)
+    for locale in ("en_GB", "de_DE", "fr_FR", "es_ES", "it_IT", "nl_NL", "pl_PL", "pt_PT"):
+        fake = Faker(locale)
+        fake.seed_instance(1)
+        for _ in range(60):
+            value = str(fake.iban())
+            mutated = value[:-1] + rng.choice(string.digits)
+            spaced = " ".join(value[i : i + 4] for i in range(0, len(value), 4))
+            for candidate in (value, mutated, spaced, value.lower(), value[:-2]):
+                assert validators.iban_ok(candidate) == (reference.validate_result(candidate) is True), candidate
+
+
 def test_tldextract_is_offline(validators: pv.PresidioValidators, monkeypatch: pytest.MonkeyPatch) -> None:
     extractor = tldextract.tldextract.TLD_EXTRACTOR
     assert extractor.suffix_list_urls == ()
