@@ -86,14 +86,17 @@ def _vanilla() -> Any:
     return AnalyzerEngine(nlp_engine=engine, registry=registry, supported_languages=["en"])
 
 
-def _time(fn: Any, reps: int) -> list[float]:
+def _time(fn: Any, reps: int) -> tuple[list[float], list[float]]:
+    """(wall ms, CPU ms) per run. The box is shared with other engineers' jobs: wall time includes the time we
+    wait for a core, CPU time (``thread_time``) is what the scan itself costs. Both are reported."""
     fn()  # warm
-    out = []
+    wall, cpu = [], []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         fn()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
+        cpu.append((time.thread_time() - c0) * 1000)
+        wall.append((time.perf_counter() - t0) * 1000)
+    return wall, cpu
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,31 +113,51 @@ def main(argv: list[str] | None = None) -> int:
     vanilla = _vanilla() if args.vanilla_reps > 0 else None
 
     rows = []
-    print("\n| input | size | findings | ours p50 ms | ours p95 ms | ms/KB | vanilla p50 ms | speed-up |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "\n| input | size | findings | wall p50 ms | wall p95 ms | CPU p50 ms | CPU ms/KB | vanilla CPU p50 ms", end=""
+    )
+    print(" | speed-up (CPU) |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for kind, corpus in texts.items():
         for kb in SIZES_KB:
             text = corpus[: kb * 1024]
-            ours = _time(lambda text=text: scanner.scan_text(text), args.reps)
+            wall, cpu = _time(lambda text=text: scanner.scan_text(text), args.reps)
             findings = len(scanner.scan_text(text))
-            p50 = statistics.median(ours)
-            p95 = sorted(ours)[max(0, int(len(ours) * 0.95) - 1)]
+            p50, c50 = statistics.median(wall), statistics.median(cpu)
+            p95 = sorted(wall)[max(0, int(len(wall) * 0.95) - 1)]
             v50 = None
             if vanilla is not None:
                 reps = args.vanilla_reps if kb < 100 else max(1, args.vanilla_reps // 3)
-                v50 = statistics.median(_time(lambda text=text: vanilla.analyze(text=text, language="en"), reps))
-            ratio = f"{v50 / p50:.0f}x" if v50 else "-"
+                _, vcpu = _time(lambda text=text: vanilla.analyze(text=text, language="en"), reps)
+                v50 = statistics.median(vcpu)
+            ratio = f"{v50 / c50:.0f}x" if v50 else "-"
             vtxt = f"{v50:.1f}" if v50 else "-"
-            print(f"| {kind} | {kb} KB | {findings} | {p50:.2f} | {p95:.2f} | {p50 / kb:.2f} | {vtxt} | {ratio} |")
+            cells = [
+                kind,
+                f"{kb} KB",
+                findings,
+                f"{p50:.2f}",
+                f"{p95:.2f}",
+                f"{c50:.2f}",
+                f"{c50 / kb:.2f}",
+                vtxt,
+                ratio,
+            ]
+            print("| " + " | ".join(str(c) for c in cells) + " |")
             rows.append(
-                {"input": kind, "kb": kb, "findings": findings, "p50_ms": p50, "p95_ms": p95, "vanilla_p50_ms": v50}
-            )
+                {"input": kind, "kb": kb, "findings": findings, "wall_p50_ms": p50, "wall_p95_ms": p95,
+                 "cpu_p50_ms": c50, "vanilla_cpu_p50_ms": v50}
+            )  # fmt: skip
     print()
     for kb, goal in GOALS_MS.items():
         for kind in texts:
-            p50 = next(r["p50_ms"] for r in rows if r["kb"] == kb and r["input"] == kind)
-            verdict = "meets" if p50 <= goal else "MISSES"
-            print(f"goal {kb} KB <= {goal:g} ms: {kind} p50 {p50:.2f} ms -> {verdict}")
+            row = next(r for r in rows if r["kb"] == kb and r["input"] == kind)
+            wall_ok = "meets" if row["wall_p50_ms"] <= goal else "misses"
+            cpu_ok = "meets" if row["cpu_p50_ms"] <= goal else "misses"
+            print(
+                f"goal {kb} KB <= {goal:g} ms, {kind}: wall p50 {row['wall_p50_ms']:.2f} ms ({wall_ok}), "
+                f"CPU p50 {row['cpu_p50_ms']:.2f} ms ({cpu_ok})"
+            )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
