@@ -77,8 +77,9 @@ async def serve(app: Appliance, on_ready: Callable[[list[tuple[str, str, int]]],
         # "no LLM call" means no upstream connection either: the default eager strategy connects before
         # our request hooks run (notes/mitmproxy.md).
         connection_strategy="lazy",
-        # Backstop for chunked bodies without Content-Length; the route step refuses declared sizes first.
-        body_size_limit=str(c.max_body_bytes + 1),
+        # Only a backstop: mitmproxy answers its own plain-text 413 and ignores ours when a declared size
+        # exceeds this, so it sits at twice our limit; the route/body steps answer the JSON 413 below it.
+        body_size_limit=str(2 * c.max_body_bytes + 1),
         ignore_hosts=passthrough_patterns(c.passthrough_hosts),
         # Long non-stream completions can be silent for minutes; mitmproxy 12.2.1 made 600 s the default.
         tcp_timeout=int(c.upstream_timeout_s),

@@ -145,7 +145,7 @@ class CallPath:
 
     def identify(self, call: Call, headers: Mapping[str, str]) -> None:
         inject("identify")
-        caller = self.identity.identify(headers)
+        caller = self.identity.verify(headers)
         call.caller = caller
         c = caller.claims
         r = call.record
@@ -154,6 +154,9 @@ class CallPath:
         project = self.config.projects.get(c.project or "")
         r.cost_center = c.cost_center or (project.cost_center if project else None)
         r.gl_code = c.gl_code or (project.gl_code if project else None)
+        # Attribution is filled before the revocation check, so a revoked key's refusal row names who tried:
+        # the evidence of any use after termination (SOC 2 CC6.3).
+        self.identity.check(caller)
         call.gates.add("identify")
 
     # -- body and PII -------------------------------------------------------------------------------------

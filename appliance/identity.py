@@ -63,9 +63,20 @@ class Identity:
         self._healthy = healthy
 
     def identify(self, headers: Mapping[str, str]) -> Caller:
-        """Verify the caller's envelope. Raises EnvelopeError (401) or RevokedError (403)."""
+        """Verify the caller's envelope and check revocation. Raises EnvelopeError (401) or RevokedError (403)."""
+        caller = self.verify(headers)
+        self.check(caller)
+        return caller
+
+    def verify(self, headers: Mapping[str, str]) -> Caller:
+        """Who is calling, proven by the signature — revocation not yet checked. Raises EnvelopeError (401)."""
         token = envelope_from_headers(headers)
         claims = self._verifier.verify(token)
+        return Caller(claims, hashlib.sha256(token.encode()).hexdigest())
+
+    def check(self, caller: Caller) -> None:
+        """Refuse a revoked key or subject (403), or every key while the revocation feed is stale (503)."""
+        claims = caller.claims
         if not self._healthy():
             # A revocation we cannot see must not be bypassed: while the revocation feed is stale, refuse.
             raise RevocationUnavailable("the revocation list cannot be read; refusing until it can (fail closed)")
@@ -73,4 +84,3 @@ class Identity:
             # The operator's reason ("left the company") is HR detail: it stays in the revocation log and the
             # events stream, never in an answer to whoever holds the key.
             raise RevokedError(f"key {claims.jti} has been revoked; ask your administrator for a new one")
-        return Caller(claims, hashlib.sha256(token.encode()).hexdigest())
