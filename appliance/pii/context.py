@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["CONTEXT_WINDOW", "ContextWords"]
+__all__ = ["CONTEXT_WINDOW", "ContextWords", "context_before"]
 
 # Long enough for "Social Security Number (SSN): " or a JSON key; short enough that a label two paragraphs up
 # does not count.
@@ -36,14 +36,23 @@ class ContextWords:
 
     def found_before(self, text: str, start: int, window: int = CONTEXT_WINDOW) -> bool:
         """True when a word occurs just before ``start`` or in the two lines above its line."""
-        lo = max(0, start - window)
-        line_start = text.rfind("\n", 0, start)
-        if line_start > 0:
-            above = text.rfind("\n", 0, line_start)
-            above = text.rfind("\n", 0, above) if above > 0 else above
-            if line_start - above <= 2 * _MAX_HEADER_LINE:
-                lo = min(lo, above + 1)
-        return self._pattern.search(_normalise(text[lo:start])) is not None
+        return self.found_in(context_before(text, start, window))
+
+    def found_in(self, context: str) -> bool:
+        """Like ``found_before`` on a window already cut by ``context_before`` (several detectors share one)."""
+        return self._pattern.search(context) is not None
+
+
+def context_before(text: str, start: int, window: int = CONTEXT_WINDOW) -> str:
+    """The normalised text a label for the value at ``start`` may be in (see the module docstring)."""
+    lo = max(0, start - window)
+    line_start = text.rfind("\n", 0, start)
+    if line_start > 0:
+        above = text.rfind("\n", 0, line_start)
+        above = text.rfind("\n", 0, above) if above > 0 else above
+        if line_start - above <= 2 * _MAX_HEADER_LINE:
+            lo = min(lo, above + 1)
+    return _normalise(text[lo:start])
 
 
 def _normalise(s: str) -> str:

@@ -15,7 +15,7 @@ from typing import Final
 import phonenumbers
 from phonenumbers.phonenumberutil import NumberParseException
 
-from .context import ContextWords
+from .context import ContextWords, context_before
 from .findings import Finding
 from .presidio_validators import PresidioValidators
 
@@ -83,7 +83,7 @@ def _card_brand_ok(d: str) -> bool:
     return d.startswith("0604") and 12 <= n <= 19
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Run:
     start: int
     end: int
@@ -93,6 +93,13 @@ class _Run:
     international: bool
     paren: bool
     extension: str
+    context: str | None = None  # the normalised label window, cut once on first use
+
+
+def _labelled(words: ContextWords, text: str, run: _Run) -> bool:
+    if run.context is None:
+        run.context = context_before(text, run.start)
+    return words.found_in(run.context)
 
 
 class NumericDetector:
@@ -191,7 +198,7 @@ class NumericDetector:
                 out.append(Finding("UK_NHS", run.start, run.end, score))
         # A weak NHS/routing reading (score < 0.5) must not hide the phone reading of the same digits.
         if "PHONE_NUMBER" in wanted and (
-            not any(f.score >= 0.5 for f in out) or _PHONE_WORDS.found_before(text, run.start)
+            not any(f.score >= 0.5 for f in out) or _labelled(_PHONE_WORDS, text, run)
         ):
             score = self._phone(text, run, n, wanted["PHONE_NUMBER"])
             if score:
@@ -212,7 +219,7 @@ class NumericDetector:
         if _card_brand_ok(run.digits):
             return 1.0
         # Luhn passes for one number in ten: without a known issuer range it needs a card word nearby.
-        return 0.7 if _CARD_WORDS.found_before(text, run.start) else 0.3
+        return 0.7 if _labelled(_CARD_WORDS, text, run) else 0.3
 
     def _ssn(self, text: str, run: _Run, sep: str) -> float:
         if run.lens == (3, 2, 4) and sep in ("-", " ", "."):
@@ -223,7 +230,7 @@ class NumericDetector:
             return 0.0
         if self._v.ssn_invalid(text[run.start : run.end]) or run.digits[0] == "9":
             return 0.0  # Presidio's rules, plus: the SSA never issues area 9xx (those are ITINs)
-        if _SSN_WORDS.found_before(text, run.start):
+        if _labelled(_SSN_WORDS, text, run):
             return min(1.0, base + 0.55)
         return base
 
@@ -233,7 +240,7 @@ class NumericDetector:
         if run.digits[:2] not in _ROUTING_PREFIXES or not self._v.aba_ok(run.digits):
             return 0.0
         # One random 9-digit number in ten passes the ABA checksum: a label is what makes it a routing number.
-        return 0.9 if _ROUTING_WORDS.found_before(text, run.start) else 0.3
+        return 0.9 if _labelled(_ROUTING_WORDS, text, run) else 0.3
 
     def _nhs(self, text: str, run: _Run, sep: str) -> float:
         if not (run.lens == (10,) or (run.lens == (3, 3, 4) and sep in (" ", "-"))):
@@ -243,7 +250,7 @@ class NumericDetector:
         # The NHS prints numbers 3-3-4 with spaces; a bare or dashed 10-digit number is as likely a phone
         # number or an epoch timestamp, and one in eleven of those passes mod-11.
         base = 0.6 if sep == " " else 0.3
-        return min(1.0, base + 0.4) if _NHS_WORDS.found_before(text, run.start) else base
+        return min(1.0, base + 0.4) if _labelled(_NHS_WORDS, text, run) else base
 
     @staticmethod
     def _ceiling(run: _Run, n: int) -> float:
@@ -272,7 +279,7 @@ class NumericDetector:
         candidate = text[run.start : run.end]
         if run.extension:
             candidate = f"{candidate} ext. {run.extension}"
-        labelled = _PHONE_WORDS.found_before(text, run.start)
+        labelled = _labelled(_PHONE_WORDS, text, run)
         if run.international:
             regions: tuple[str | None, ...] = (None,)
         elif run.digits[0] == "0":
