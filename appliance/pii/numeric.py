@@ -197,9 +197,7 @@ class NumericDetector:
             if score:
                 out.append(Finding("UK_NHS", run.start, run.end, score))
         # A weak NHS/routing reading (score < 0.5) must not hide the phone reading of the same digits.
-        if "PHONE_NUMBER" in wanted and (
-            not any(f.score >= 0.5 for f in out) or _labelled(_PHONE_WORDS, text, run)
-        ):
+        if "PHONE_NUMBER" in wanted and (not any(f.score >= 0.5 for f in out) or _labelled(_PHONE_WORDS, text, run)):
             score = self._phone(text, run, n, wanted["PHONE_NUMBER"])
             if score:
                 end = run.end
