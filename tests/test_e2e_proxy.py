@@ -11,6 +11,7 @@ from typing import Any
 
 import anthropic
 import httpx
+import httpx2
 import openai
 import pytest
 
@@ -24,8 +25,13 @@ def proxied(app: Appliance, *, http2: bool = False) -> httpx.Client:
     return httpx.Client(proxy=app.proxy_url, verify=app.ca_bundle, http2=http2, timeout=30)
 
 
+def sdk_http(app: Appliance, *, http2: bool = False) -> httpx2.Client:
+    """The openai and anthropic SDKs installed here are built on httpx2 and want its client."""
+    return httpx2.Client(proxy=app.proxy_url, verify=app.ca_bundle, http2=http2, timeout=30)
+
+
 def test_openai_sdk_through_the_proxy(appliance: Appliance, provider: FakeProviderProc) -> None:
-    client = openai.OpenAI(api_key=appliance.key(task="PRX-1"), http_client=proxied(appliance), max_retries=0)
+    client = openai.OpenAI(api_key=appliance.key(task="PRX-1"), http_client=sdk_http(appliance), max_retries=0)
     out = client.chat.completions.create(
         model="gpt-4o-mini", messages=[{"role": "user", "content": "via proxy"}], max_tokens=8
     )
@@ -43,7 +49,7 @@ def test_openai_sdk_through_the_proxy(appliance: Appliance, provider: FakeProvid
 
 
 def test_anthropic_sdk_through_the_proxy_over_http2(appliance: Appliance, provider: FakeProviderProc) -> None:
-    http = proxied(appliance, http2=True)
+    http = sdk_http(appliance, http2=True)
     client = anthropic.Anthropic(api_key=appliance.key(task="PRX-2"), http_client=http, max_retries=0)
     with client.messages.stream(
         model="claude-sonnet-4-5", max_tokens=32, messages=[{"role": "user", "content": "hi"}]
@@ -51,6 +57,8 @@ def test_anthropic_sdk_through_the_proxy_over_http2(appliance: Appliance, provid
         assert "".join(s.text_stream)
     (row,) = wait_rows(appliance, "task = 'PRX-2'", 1)
     assert row["provider"] == "anthropic" and row["output_tokens"] > 0
+    probe = http.get("https://api.anthropic.com/v1/models", headers={"x-api-key": appliance.key()})
+    assert probe.status_code == 200 and probe.http_version == "HTTP/2"
 
 
 def test_other_hosts_are_refused_not_tunnelled(appliance: Appliance, provider: FakeProviderProc) -> None:
@@ -65,7 +73,7 @@ def test_other_hosts_are_refused_not_tunnelled(appliance: Appliance, provider: F
 def test_missing_envelope_in_proxy_mode_is_401_without_upstream(
     appliance: Appliance, provider: FakeProviderProc
 ) -> None:
-    client = openai.OpenAI(api_key="sk-not-an-envelope", http_client=proxied(appliance), max_retries=0)
+    client = openai.OpenAI(api_key="sk-not-an-envelope", http_client=sdk_http(appliance), max_retries=0)
     with pytest.raises(openai.AuthenticationError):
         client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}])
     assert provider.requests() == []
