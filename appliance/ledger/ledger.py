@@ -35,6 +35,7 @@ from ..errors import LedgerError, LedgerUnavailable  # noqa: TID252
 from .canonical import decode_commit, encode_commit, format_time, parse_time
 from .merkle import CompactRange, leaf_hash
 from .stream import (
+    PendingBatch,
     PendingRow,
     SealedState,
     StreamPaths,
@@ -183,7 +184,7 @@ class Ledger:
         self._stamp_sec = -1
         self._stamp_prefix = ""
         self._stamp_day = ""
-        self._pending: list[PendingRow] = []
+        self._pending = PendingBatch()
         self._pending_since = 0.0
         self._open_intents: dict[str, tuple[int, bytes]] = {}  # commit id -> (segment, framed intent)
         self._writes = 0  # records written so far (a logical clock for group commit)
@@ -316,7 +317,7 @@ class Ledger:
         try:
             if self.healthy:
                 await asyncio.to_thread(self._sync_once)
-                if self._pending:
+                if self._pending.count:
                     await self._seal_active()
         finally:
             self._stopping_commit = True
@@ -370,9 +371,9 @@ class Ledger:
             self._next_seq = seq + 1
             self._tree.append(leaf)
             row_hash = leaf.hex()
-            if not self._pending:
+            if not self._pending.count:
                 self._pending_since = time.monotonic()
-            self._pending.append((line, row_hash, self._stamp_day))
+            self._pending.add(line, row_hash, self._stamp_day)
             self._open_intents.pop(record.commit_id, None)
         record.seq = seq
         record.row_hash = row_hash
@@ -472,7 +473,7 @@ class Ledger:
     # -- sealing ------------------------------------------------------------------------------------
 
     def _seal_due(self) -> bool:
-        n = len(self._pending)
+        n = self._pending.count
         return n >= self._seal_max_rows or (n > 0 and time.monotonic() - self._pending_since >= self._seal_max_age_s)
 
     async def _seal_loop(self) -> None:
@@ -501,7 +502,7 @@ class Ledger:
         new_wal = await asyncio.to_thread(SegmentWriter, self._paths.wal_dir, number, self._header(number))
         with self._lock:
             old, self._wal = self._wal, new_wal
-            batch, self._pending = self._pending, []
+            batch, self._pending = self._pending, PendingBatch()
             end_tree = self._tree.copy()
             at_swap = self._writes
 
@@ -521,7 +522,7 @@ class Ledger:
             raise
         finally:
             self._resolve_waiters()
-        if batch:
+        if batch.count:
             await asyncio.to_thread(
                 seal_rows,
                 self._paths,

@@ -18,7 +18,6 @@ appended to the checkpoint log, then the manifest entry (signed, chained to the 
 from __future__ import annotations
 
 import base64
-import bisect
 import hashlib
 import json
 import logging
@@ -32,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 from nacl.signing import SigningKey
@@ -45,6 +45,7 @@ from .wal import fsync_dir
 __all__ = [
     "KINDS",
     "PendingRow",
+    "PendingBatch",
     "StreamPaths",
     "SealedState",
     "ManifestEntry",
@@ -74,6 +75,58 @@ _ROW_GROUP = 16 * 1024  # rows per Parquet row group and per sealing chunk: boun
 
 # (canonical bytes, hex leaf hash, partition date "YYYY-MM-DD")
 PendingRow = tuple[bytes, str, str]
+_HEX_LEAF = 64  # bytes of a hex SHA-256
+
+
+class PendingBatch:
+    """Rows waiting to be sealed, packed for the sealer: newline-joined canonical bytes (what pyarrow's JSON
+    reader takes as is), hex leaf hashes back to back, and where the partition day changes.
+
+    The request path appends to two bytearrays (no per-row objects kept), so the sealer thread never runs
+    a Python loop or a big ``join`` holding the GIL, and memory per pending row is its bytes plus 64.
+    """
+
+    __slots__ = ("lines", "hashes", "count", "days")
+
+    def __init__(self) -> None:
+        self.lines = bytearray()
+        self.hashes = bytearray()
+        self.count = 0
+        self.days: list[tuple[int, int, str]] = []  # (first row, byte offset, day) of each day run
+
+    def add(self, line: bytes, row_hash: str, day: str) -> None:
+        if not self.days or self.days[-1][2] != day:
+            self.days.append((self.count, len(self.lines), day))
+        self.lines += line
+        self.lines.append(10)  # b"\n"
+        self.hashes += row_hash.encode("ascii")
+        self.count += 1
+
+    @classmethod
+    def of(cls, rows: list[PendingRow]) -> PendingBatch:
+        batch = cls()
+        for line, row_hash, day in rows:
+            batch.add(line, row_hash, day)
+        return batch
+
+    def leaves(self, start: int, end: int) -> list[bytes]:
+        h = bytes(self.hashes[start * _HEX_LEAF : end * _HEX_LEAF])
+        return [bytes.fromhex(h[i : i + _HEX_LEAF].decode()) for i in range(0, len(h), _HEX_LEAF)]
+
+    def runs(self) -> list[tuple[int, int, int, int, str]]:
+        """(first row, end row, first byte, end byte, day) per partition day."""
+        out = []
+        for i, (row, offset, day) in enumerate(self.days):
+            end_row, end_offset = (
+                (self.days[i + 1][0], self.days[i + 1][1])
+                if i + 1 < len(self.days)
+                else (
+                    self.count,
+                    len(self.lines),
+                )
+            )
+            out.append((row, end_row, offset, end_offset, day))
+        return out
 
 
 def check_stream_id(stream_id: str) -> str:
@@ -310,34 +363,35 @@ def _write_once(dest: Path, data: pa.Buffer, immutable: bool) -> None:
 
 
 def _encode_parquet(
-    run: list[PendingRow], schema: pa.Schema, read_schema: pa.Schema, first: int, stream: str
+    batch: PendingBatch, run: tuple[int, int, int, int, str], schema: pa.Schema, first: int, stream: str
 ) -> pa.Buffer:
-    """Canonical JSON rows -> Parquet bytes, one row group per chunk so memory stays flat while sealing."""
+    """Canonical JSON rows -> Parquet bytes. pyarrow parses and encodes in C++ with the GIL released."""
+    start, end, off, off_end, _ = run
+    n = end - start
+    read_schema = pa.schema([f for f in schema if f.name != "row_hash"])
+    table = pa_json.read_json(
+        pa.py_buffer(memoryview(batch.lines)[off:off_end]),
+        read_options=pa_json.ReadOptions(block_size=_JSON_BLOCK),
+        parse_options=pa_json.ParseOptions(explicit_schema=read_schema, unexpected_field_behavior="error"),
+    ).select(read_schema.names)
+    seqs = table.column("seq")
+    if table.num_rows != n or seqs[0].as_py() != first or seqs[-1].as_py() != first + n - 1:
+        raise LedgerError(
+            f"seal of {stream}: expected seq {first}..{first + n - 1} "
+            f"got {seqs[0].as_py()}..{seqs[-1].as_py()} ({table.num_rows} rows)"
+        )
+    hex_view = memoryview(batch.hashes)[start * _HEX_LEAF : end * _HEX_LEAF]
+    hashes = pc.cast(pa.Array.from_buffers(pa.binary(_HEX_LEAF), n, [None, pa.py_buffer(hex_view)]), pa.string())
+    table = pa.Table.from_arrays([*table.columns, hashes], schema=schema)
     sink = pa.BufferOutputStream()
-    with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
-        for at in range(0, len(run), _ROW_GROUP):
-            chunk = run[at : at + _ROW_GROUP]
-            table = pa_json.read_json(
-                pa.py_buffer(b"\n".join(r[0] for r in chunk)),
-                read_options=pa_json.ReadOptions(block_size=_JSON_BLOCK),
-                parse_options=pa_json.ParseOptions(explicit_schema=read_schema, unexpected_field_behavior="error"),
-            ).select(read_schema.names)
-            seqs = table.column("seq")
-            want = first + at
-            if table.num_rows != len(chunk) or seqs[0].as_py() != want or seqs[-1].as_py() != want + len(chunk) - 1:
-                raise LedgerError(
-                    f"seal of {stream}: expected seq {want}..{want + len(chunk) - 1} "
-                    f"got {seqs[0].as_py()}..{seqs[-1].as_py()} ({table.num_rows} rows)"
-                )
-            hashes = pa.array([r[1] for r in chunk], pa.string())
-            writer.write_table(pa.Table.from_arrays([*table.columns, hashes], schema=schema))
+    pq.write_table(table, sink, compression="zstd", row_group_size=_ROW_GROUP)
     return sink.getvalue()
 
 
 def seal_rows(
     paths: StreamPaths,
     state: SealedState,
-    rows: list[PendingRow],
+    rows: PendingBatch | list[PendingRow],
     *,
     origin: str,
     signing_key: SigningKey,
@@ -352,26 +406,21 @@ def seal_rows(
     Raises ``LedgerUnavailable`` when the disk refuses, ``LedgerError`` on inconsistent input.
     """
     schema = SCHEMAS[paths.kind]
-    read_schema = pa.schema([f for f in schema if f.name != "row_hash"])
+    batch = rows if isinstance(rows, PendingBatch) else PendingBatch.of(rows)
     written: list[str] = []
-    start = 0
     try:
         paths.dir.mkdir(parents=True, exist_ok=True)
-        while start < len(rows):
-            date = rows[start][2]
-            # Dates are non-decreasing (recorded_at / ts are monotonic per stream): find the run's end by
-            # bisection, not a Python loop holding the GIL in the sealer thread.
-            end = bisect.bisect_right(rows, date, lo=start, key=lambda r: r[2])
-            run = rows[start:end]
+        for run in batch.runs():
+            start, end, _, _, date = run
             first = state.tree.size
-            last = first + len(run) - 1
+            last = first + (end - start) - 1
             tree = state.tree
-            if end_tree is not None and end == len(rows) and end_tree.size == last + 1:
+            if end_tree is not None and end == batch.count and end_tree.size == last + 1:
                 tree = end_tree.copy()
             else:
                 tree = tree.copy()
-                tree.extend([bytes.fromhex(r[1]) for r in run])
-            buf = _encode_parquet(run, schema, read_schema, first, paths.stream_id)
+                tree.extend(batch.leaves(start, end))
+            buf = _encode_parquet(batch, run, schema, first, paths.stream_id)
             file_sha = hashlib.sha256(memoryview(buf)).hexdigest()
             dest = paths.partition(date) / paths.file_name(first, last)
             rel = dest.relative_to(paths.root).as_posix()
@@ -383,7 +432,8 @@ def seal_rows(
                 paths.checkpoints,
                 canonical_json({"file": rel, "note": note, "tree_size": tree.size}) + b"\n",
             )
-            last_time = json.loads(run[-1][0])[time_column]
+            last_line = bytes(batch.lines[batch.lines.rfind(b"\n", 0, run[3] - 1) + 1 : run[3] - 1])
+            last_time = json.loads(last_line)[time_column]
             entry: dict[str, Any] = {
                 "v": 1,
                 "kind": paths.kind,
@@ -392,7 +442,7 @@ def seal_rows(
                 "file": rel,
                 "first_seq": first,
                 "last_seq": last,
-                "rows": len(run),
+                "rows": end - start,
                 "file_sha256": file_sha,
                 "tree_size": tree.size,
                 "root": base64.b64encode(root_hash).decode(),
