@@ -20,6 +20,7 @@ import os
 import random
 import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -261,7 +262,15 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="tiny counts: checks the bench runs")
     p.add_argument("--keep", action="store_true", help="keep the temporary ledgers")
     p.add_argument("--json", type=Path, help="also write the figures as JSON")
+    p.add_argument(
+        "--switch-interval",
+        type=float,
+        default=None,
+        help="sys.setswitchinterval for the run (the appliance may set e.g. 0.0005; Python's default is 0.005)",
+    )
     args = p.parse_args()
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
     if args.quick:
         args.seconds, args.rate, args.intent_calls, args.verify_rows, args.query_rows = 1, 2000, 320, 5000, 50_000
     work = Path(tempfile.mkdtemp(prefix="bench-ledger-"))
@@ -301,7 +310,8 @@ def main() -> None:
     paced, unpaced, intents = w["paced"], w["unpaced"], w["intents"]
     nf = w["noise_floor"]
     print(
-        f"machine: {results['cpus']} CPUs, load average {os.getloadavg()[0]:.1f}; noise floor (append's CPU work "
+        f"machine: {results['cpus']} CPUs, load average {os.getloadavg()[0]:.1f}, GIL switch interval "
+        f"{sys.getswitchinterval() * 1000:g} ms; noise floor (append's CPU work "
         f"alone, no I/O or threads): p50 {nf['p50_us']:.0f} us, p99 {nf['p99_us']:.0f} us"
     )
     print(

@@ -367,6 +367,8 @@ class Ledger:
             except LedgerUnavailable as e:
                 self._fail(e)
                 raise
+            if self._writes == self._synced:
+                self._commit_wake.set()  # first write since the last fsync: the committer was idle
             self._writes += 1
             self._next_seq = seq + 1
             self._tree.append(leaf)
@@ -458,7 +460,12 @@ class Ledger:
         loop = self._loop
         assert loop is not None
         while True:
-            self._commit_wake.wait(self._group_commit_s)
+            # Idle (nothing written since the last fsync): sleep until a write wakes us, so an idle
+            # appliance's committer does not ask for the GIL 500 times a second.
+            idle = self._writes == self._synced
+            self._commit_wake.wait(None if idle and not self._stopping_commit else self._group_commit_s)
+            if idle and not self._waiters and not self._stopping_commit:
+                time.sleep(self._group_commit_s)  # woken by a final row: gather a group behind it
             self._commit_wake.clear()
             stopping = self._stopping_commit
             self._sync_once()
