@@ -74,7 +74,8 @@ async def assemble(config: Config) -> Appliance:
     report = await ledger.start()
     log.info("ledger ready: %s", report)
 
-    counters = counters_from_setting(config.budget_backend, month_tz=config.month_tz)
+    extra: dict[str, Any] = {"timeout_s": config.redis_timeout_s} if config.budget_backend != "memory" else {}
+    counters = counters_from_setting(config.budget_backend, month_tz=config.month_tz, **extra)
     spent = spend_by_bucket(config, datetime.now(config.month_tz))
     await counters.rebuild(spent, {})
 

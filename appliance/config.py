@@ -125,6 +125,7 @@ class Config:
     passthrough_hosts: tuple[str, ...]
     max_body_bytes: int
     budget_backend: str  # "memory" | "redis://…"
+    redis_timeout_s: float
     month_tz: ZoneInfo
     default_output_limit: int
     projects: Mapping[str, ProjectConfig]
@@ -214,6 +215,7 @@ class Config:
             passthrough_hosts=tuple(proxy.string_list("passthrough_hosts", [])),
             max_body_bytes=limits.integer("max_body_bytes", _DEFAULT_MAX_BODY, minimum=1024),
             budget_backend=budget.string("backend", "memory"),
+            redis_timeout_s=budget.integer("redis_timeout_ms", 1000, minimum=10) / 1000,
             month_tz=month_tz,
             default_output_limit=budget.integer("default_output_limit", 32_000, minimum=1),
             projects=projects,
@@ -327,6 +329,7 @@ def render_initial_config(*, upstreams: Mapping[str, str], appliance_id: str = "
         "[budget]",
         'backend = "memory"  # or "redis://127.0.0.1:6379/0" to share counters across appliance nodes',
         'month_tz = "UTC"',
+        "redis_timeout_ms = 1000  # a Redis answer slower than this refuses the call (503), never allows it",
         "default_output_limit = 32000  # worst-case output tokens when neither request nor catalog gives one",
         "",
         "# [projects.PROJ]",

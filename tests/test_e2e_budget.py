@@ -210,8 +210,12 @@ def test_project_cap_from_config_applies_with_gl_code(make_appliance: Any, provi
     codes = []
     for _ in range(10):
         try:
+            # Each call really spends 500 output tokens (~$0.0003), so the $0.002 cap runs out after a few.
             client.chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], max_tokens=1000
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "x"}],
+                max_tokens=1000,
+                extra_headers={"x-fake-output-tokens": "500"},
             )
             codes.append(200)
         except openai.APIStatusError as e:
