@@ -430,3 +430,27 @@ def test_sealing_failure_fails_closed_and_loses_nothing(tmp_path: Path, monkeypa
     asyncio.run(main())
     assert rows(tmp_path, "SELECT count(*), max(seq) FROM commits") == [(12, 11)]
     verify(tmp_path, public_keys=KEYS)
+
+
+def test_failed_start_releases_the_stream(tmp_path: Path) -> None:
+    async def main() -> None:
+        led = ledger(tmp_path)
+        await led.start()
+        for _ in range(3):
+            led.append(record(memo="x" * 40))
+        await led.flush()
+        path = led._wal.path  # type: ignore[union-attr]
+        await crash(led)
+        good = path.read_bytes()
+        bad = bytearray(good)
+        bad[bad.index(b"xxxx")] = ord("y")
+        path.write_bytes(bytes(bad))
+        with pytest.raises(LedgerError, match="damaged"):
+            await ledger(tmp_path).start()
+        path.write_bytes(good)  # the operator restores the segment; the same process can start again
+        led = ledger(tmp_path)
+        report = await led.start()
+        assert report.next_seq == 3
+        await led.close()
+
+    asyncio.run(main())

@@ -147,7 +147,7 @@ def checkpoint_cmd(ctx: click.Context, export: bool, stream_id: str | None, kind
                     continue
                 cp = parse_note(note).checkpoint()
                 click.echo(f"{kind}/{sid}: origin {cp.origin} tree size {cp.tree_size}")
-            click.echo(f"verifier key: {vkey('<origin>', home.verify_key())}")
+                click.echo(f"  verifier key: {vkey(cp.origin, home.verify_key())}")
             return
         if stream_id is None:
             if len(streams) != 1:

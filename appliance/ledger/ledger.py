@@ -207,7 +207,11 @@ class Ledger:
             raise LedgerError("ledger already started")
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
-        report = await asyncio.to_thread(self._recover)
+        try:
+            report = await asyncio.to_thread(self._recover)
+        except BaseException:
+            self._abandon()  # release the stream so a later start (or another process) can recover it
+            raise
         self._stopping_commit = False
         # Group commit runs in its own thread: a wait + fdatasync every group_commit_ms costs the event
         # loop nothing, and fdatasync releases the GIL.
@@ -289,6 +293,17 @@ class Ledger:
             quarantined=tuple(str(p) for p in quarantined),
             next_seq=self._next_seq,
         )
+
+    def _abandon(self) -> None:
+        self.healthy = False
+        self._stop = None
+        with self._lock:
+            wal, self._wal = self._wal, None
+        if wal is not None:
+            wal.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
     def _header(self, number: int) -> dict[str, object]:
         return {
