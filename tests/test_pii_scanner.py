@@ -67,6 +67,20 @@ def test_counts_per_type_and_clean_is_empty(scanner: PiiScanner) -> None:
     assert scanner.scan_request("openai", "chat.completions", clean, None) == {}
 
 
+def test_images_and_audio_are_not_scanned_as_text(scanner: PiiScanner) -> None:
+    import base64
+    import random
+
+    blob = base64.b64encode(random.Random(1).randbytes(30_000)).decode()
+    body = {
+        "messages": [
+            {"role": "user", "content": [{"type": "image_url", "image_url": {"url": f"data:image/png;base64,{blob}"}}]},
+            {"role": "user", "content": [{"type": "image", "source": {"type": "base64", "data": blob}}]},
+        ]
+    }
+    assert scanner.scan_request("anthropic", "messages", body, None) == {}
+
+
 def test_allow_listed_values_pass(scanner: PiiScanner) -> None:
     text = "use 4111 1111 1111 1111, AKIAIOSFODNN7EXAMPLE and bob@example.com"
     assert scanner.scan_text(text) == []

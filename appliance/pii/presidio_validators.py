@@ -1,7 +1,7 @@
 """Presidio's validation logic, used as validators on candidate spans, offline and fail-closed.
 
-We keep Presidio's checks (Luhn, IBAN mod-97 + country format, NHS mod-11, ABA checksum, SSN invalidation rules,
-``ipaddress`` validation, tldextract TLD check) but not its scanning loop: ``AnalyzerEngine.analyze`` runs ~17
+We keep Presidio's checks (Luhn, NHS mod-11, ABA checksum, SSN invalidation rules, tldextract TLD check, and for
+IBAN its mod-97 rule with its country format table; ``ipaddress`` for IPs) but not its scanning loop: ``AnalyzerEngine.analyze`` runs ~17
 regexes plus ``phonenumbers`` over the whole text (~30 ms/KB here, notes/pii-presidio.md). Our pre-pass finds the
 candidate spans; only those reach these validators.
 
@@ -35,7 +35,6 @@ from presidio_analyzer.predefined_recognizers import (  # noqa: E402
     AbaRoutingRecognizer,
     CreditCardRecognizer,
     EmailRecognizer,
-    IbanRecognizer,
     IpRecognizer,
     NhsRecognizer,
     UsSsnRecognizer,
@@ -104,7 +103,6 @@ class PresidioValidators:
         make_tldextract_offline()
         self.guard = SwallowedTimeoutGuard.install()
         self._card = CreditCardRecognizer()
-        self._iban = IbanRecognizer()
         self._nhs = NhsRecognizer()
         self._aba = AbaRoutingRecognizer()
         self._ssn = UsSsnRecognizer()
