@@ -1,9 +1,9 @@
 """Presidio's validation logic, used as validators on candidate spans, offline and fail-closed.
 
 We keep Presidio's checks (Luhn, NHS mod-11, ABA checksum, SSN invalidation rules, tldextract TLD check, and for
-IBAN its mod-97 rule with its country format table; ``ipaddress`` for IPs) but not its scanning loop: ``AnalyzerEngine.analyze`` runs ~17
-regexes plus ``phonenumbers`` over the whole text (~30 ms/KB here, notes/pii-presidio.md). Our pre-pass finds the
-candidate spans; only those reach these validators.
+IBAN its mod-97 rule with its country format table; ``ipaddress`` for IPs) but not its scanning loop:
+``AnalyzerEngine.analyze`` runs ~17 regexes plus ``phonenumbers`` over the whole text (~30 ms/KB here,
+notes/pii-presidio.md). Our pre-pass finds the candidate spans; only those reach these validators.
 
 Two Presidio behaviours are unsafe on a security path and are neutralised here:
 
