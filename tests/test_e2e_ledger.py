@@ -68,8 +68,12 @@ def _crash_round(app: Appliance, provider: FakeProviderProc, key: str) -> dict[s
     time.sleep(1.0)  # the provider logs disconnected streams as it notices them
     seen = provider.requests()
     rows = app.query(f"SELECT commit_id, decision, cost_usd, reserved_usd FROM commits WHERE key_id = '{_key_id(key)}'")
-    return {"provider": len(seen), "rows": len(rows), "unique": len({r["commit_id"] for r in rows}),
-            "unsettled": sum(r["decision"] == "unsettled" for r in rows)}
+    return {
+        "provider": len(seen),
+        "rows": len(rows),
+        "unique": len({r["commit_id"] for r in rows}),
+        "unsettled": sum(r["decision"] == "unsettled" for r in rows),
+    }
 
 
 def test_kill_9_with_32_streams_in_flight_loses_nothing(appliance: Appliance, provider: FakeProviderProc) -> None:
@@ -115,8 +119,11 @@ def _ledger_on(app: Appliance, mnt: Path) -> None:
 
 def _call(app: Appliance, key: str) -> int:
     with httpx.Client(base_url=app.base_url, timeout=30) as c:
-        r = c.post("/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
-                   json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "max_tokens": 3})
+        r = c.post(
+            "/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "max_tokens": 3},
+        )
         return r.status_code
 
 
@@ -128,13 +135,12 @@ def test_full_disk_refuses_with_503(make_appliance: Any, provider: FakeProviderP
     assert _call(app, key) == 200
     # Fill the disk, leaving a few bytes.
     filler = small_disk / "filler"
-    with filler.open("wb") as f:
+    with filler.open("wb", buffering=0) as f:
         try:
             while True:
                 f.write(b"\0" * 4096)
-                f.flush()
         except OSError:
-            pass
+            pass  # ENOSPC: the disk is full
     before = len(provider.requests())
     statuses = [_call(app, key) for _ in range(20)]
     assert 503 in statuses, statuses
@@ -144,14 +150,20 @@ def test_full_disk_refuses_with_503(make_appliance: Any, provider: FakeProviderP
     assert len(provider.requests()) - before <= first_503
 
 
-def test_read_only_ledger_refuses_with_503(make_appliance: Any, provider: FakeProviderProc, small_disk: Path) -> None:
-    app = make_appliance(start=False)
-    _ledger_on(app, small_disk)
-    app.start()
+def test_unwritable_ledger_refuses_with_503(make_appliance: Any, provider: FakeProviderProc) -> None:
+    """The ledger becomes unwritable under a running appliance (chattr +i: even already-open files refuse
+    writes, as after an emergency read-only remount). Every new call is refused; nothing goes upstream."""
+    app = make_appliance()
     key = app.key()
     assert _call(app, key) == 200
-    subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
-    before = len(provider.requests())
-    statuses = [_call(app, key) for _ in range(5)]
-    assert set(statuses) == {503}, statuses
-    assert len(provider.requests()) == before
+    ledger = app.home / "ledger"
+    r = subprocess.run(["chattr", "-R", "+i", str(ledger)], capture_output=True)
+    if r.returncode != 0:
+        pytest.skip(f"chattr +i not available here: {r.stderr.decode().strip()}")
+    try:
+        before = len(provider.requests())
+        statuses = [_call(app, key) for _ in range(5)]
+        assert set(statuses) == {503}, statuses
+        assert len(provider.requests()) == before
+    finally:
+        subprocess.run(["chattr", "-R", "-i", str(ledger)], check=False)
