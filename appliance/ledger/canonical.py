@@ -243,6 +243,10 @@ _INT_KEYS = frozenset(("cached_tokens", "http_status", "input_tokens", "output_t
 _COMMIT_FORMAT = "{" + ",".join(f'"{k}":%d' if k in _INT_KEYS else f'"{k}":%s' for k in _COMMIT_KEYS) + "}"
 
 
+_INT_NAMES = ("cached_tokens", "http_status", "input_tokens", "output_tokens", "reasoning_tokens", "seq")
+_SIX_INTS = [int] * len(_INT_NAMES)
+
+
 def encode_commit(record: CommitRecord, *, seq: int, origin: str, recorded_at: str) -> bytes:
     """The canonical bytes of one commit row (the Merkle leaf input and the WAL payload).
 
@@ -255,12 +259,8 @@ def encode_commit(record: CommitRecord, *, seq: int, origin: str, recorded_at: s
     pii = r.pii_entities
     decision = r.decision
     ints: tuple[int, ...] = (r.cached_tokens, r.http_status, r.input_tokens, r.output_tokens, r.reasoning_tokens, seq)
-    if any(v.__class__ is not int for v in ints):
-        for name, v in zip(
-            ("cached_tokens", "http_status", "input_tokens", "output_tokens", "reasoning_tokens", "seq"),
-            ints,
-            strict=True,
-        ):
+    if list(map(type, ints)) != _SIX_INTS:  # one C-level pass; the slow path names the bad field
+        for name, v in zip(_INT_NAMES, ints, strict=True):
             _n(name, v)
         ints = tuple(int(v) for v in ints)
     try:
