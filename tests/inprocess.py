@@ -8,7 +8,7 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from click.testing import CliRunner
 from mitmproxy import http
@@ -20,12 +20,10 @@ from visionality.cli import cli
 from visionality.config import Config
 from visionality.home import Home
 
-T = TypeVar("T")
-
 ENV = {"VISIONALITY_OPENAI_API_KEY": "sk-up-openai", "VISIONALITY_ANTHROPIC_API_KEY": "sk-up-anthropic"}
 
 
-def run(coro: Callable[[], Awaitable[T]]) -> T:
+def run[T](coro: Callable[[], Awaitable[T]]) -> T:
     return asyncio.run(coro())  # type: ignore[arg-type]
 
 
