@@ -452,7 +452,9 @@ def t_visionality_proxy(env: Env) -> Running:
     p, home, envelope, _, proxy = _visionality_up(env, "visionality-proxy")
     ca = home / "ca" / "mitmproxy-ca-cert.pem"
     if not ca.exists():
-        raise Unavailable(f"no deployment CA at {ca}")
+        ca = home / "ca" / "bundle.pem"  # the combined bundle `visionality ca` points SDKs at
+    if not ca.exists():
+        raise Unavailable(f"no deployment CA in {home / 'ca'}")
     return Running(
         Target(
             LOOPBACK,
