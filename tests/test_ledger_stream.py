@@ -110,3 +110,15 @@ def test_immutable_files_as_root(tmp_path: Path) -> None:
     finally:
         subprocess.run(["chattr", "-i", str(f)], check=False)
         subprocess.run(["chattr", "-a", str(paths.manifest), str(paths.checkpoints)], check=False)
+
+
+def test_large_runs_are_sealed_in_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import visionality.ledger.stream as stream_module
+    from visionality.ledger import verify
+
+    monkeypatch.setattr(stream_module, "_CHUNK_BYTES", 3000)  # a few rows per chunk
+    paths = StreamPaths(tmp_path, "commits", "n1")
+    (written,) = seal_rows(paths, SealedState(), _rows(0, 40), origin=ORIGIN, signing_key=KEY)
+    meta = pq.ParquetFile(tmp_path / written).metadata
+    assert meta.num_rows == 40 and meta.num_row_groups > 3
+    verify(tmp_path, public_keys={"*": KEY.verify_key})

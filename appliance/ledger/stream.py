@@ -71,7 +71,7 @@ _STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _FILE_NAME = re.compile(r"^(?P<stream>.+)-(?P<first>\d{12})-(?P<last>\d{12})\.parquet$")
 _ZERO_HASH = "0" * 64  # prev of the first manifest entry
 _JSON_BLOCK = 16 << 20  # pyarrow JSON reader block: must hold the longest row (a few KiB)
-_ROW_GROUP = 16 * 1024  # rows per Parquet row group and per sealing chunk: bounded memory on both sides
+_CHUNK_BYTES = 8 << 20  # JSON parsed per step while sealing (~9k rows): one row group each, bounded memory
 
 # (canonical bytes, hex leaf hash, partition date "YYYY-MM-DD")
 PendingRow = tuple[bytes, str, str]
@@ -365,26 +365,40 @@ def _write_once(dest: Path, data: pa.Buffer, immutable: bool) -> None:
 def _encode_parquet(
     batch: PendingBatch, run: tuple[int, int, int, int, str], schema: pa.Schema, first: int, stream: str
 ) -> pa.Buffer:
-    """Canonical JSON rows -> Parquet bytes. pyarrow parses and encodes in C++ with the GIL released."""
+    """Canonical JSON rows -> Parquet bytes, one row group per ~8 MiB of JSON so memory stays flat.
+
+    pyarrow parses and encodes in C++ with the GIL released; the only Python work is one ``find`` per chunk.
+    """
     start, end, off, off_end, _ = run
-    n = end - start
     read_schema = pa.schema([f for f in schema if f.name != "row_hash"])
-    table = pa_json.read_json(
-        pa.py_buffer(memoryview(batch.lines)[off:off_end]),
-        read_options=pa_json.ReadOptions(block_size=_JSON_BLOCK),
-        parse_options=pa_json.ParseOptions(explicit_schema=read_schema, unexpected_field_behavior="error"),
-    ).select(read_schema.names)
-    seqs = table.column("seq")
-    if table.num_rows != n or seqs[0].as_py() != first or seqs[-1].as_py() != first + n - 1:
-        raise LedgerError(
-            f"seal of {stream}: expected seq {first}..{first + n - 1} "
-            f"got {seqs[0].as_py()}..{seqs[-1].as_py()} ({table.num_rows} rows)"
-        )
-    hex_view = memoryview(batch.hashes)[start * _HEX_LEAF : end * _HEX_LEAF]
-    hashes = pc.cast(pa.Array.from_buffers(pa.binary(_HEX_LEAF), n, [None, pa.py_buffer(hex_view)]), pa.string())
-    table = pa.Table.from_arrays([*table.columns, hashes], schema=schema)
+    options = pa_json.ParseOptions(explicit_schema=read_schema, unexpected_field_behavior="error")
+    view = memoryview(batch.lines)
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd", row_group_size=_ROW_GROUP)
+    row, pos = start, off
+    with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
+        while pos < off_end:
+            cut = off_end if off_end - pos <= _CHUNK_BYTES else batch.lines.find(b"\n", pos + _CHUNK_BYTES) + 1
+            table = pa_json.read_json(
+                pa.py_buffer(view[pos:cut]),
+                read_options=pa_json.ReadOptions(block_size=_JSON_BLOCK),
+                parse_options=options,
+            ).select(read_schema.names)
+            n = table.num_rows
+            seqs = table.column("seq")
+            want = first + (row - start)
+            if n == 0 or row + n > end or seqs[0].as_py() != want or seqs[-1].as_py() != want + n - 1:
+                raise LedgerError(
+                    f"seal of {stream}: expected seq {want}.. got {seqs[0].as_py() if n else None}.."
+                    f"{seqs[-1].as_py() if n else None} ({n} rows)"
+                )
+            hex_view = memoryview(batch.hashes)[row * _HEX_LEAF : (row + n) * _HEX_LEAF]
+            hashes = pc.cast(
+                pa.Array.from_buffers(pa.binary(_HEX_LEAF), n, [None, pa.py_buffer(hex_view)]), pa.string()
+            )
+            writer.write_table(pa.Table.from_arrays([*table.columns, hashes], schema=schema))
+            row, pos = row + n, cut
+    if row != end:
+        raise LedgerError(f"seal of {stream}: expected {end - start} rows got {row - start}")
     return sink.getvalue()
 
 
