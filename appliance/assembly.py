@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal
 
 from .admin import AdminApi
 from .budget import Cap, Counters, bucket_for, counters_from_setting
@@ -74,7 +74,11 @@ async def assemble(config: Config) -> Appliance:
     report = await ledger.start()
     log.info("ledger ready: %s", report)
 
-    extra: dict[str, Any] = {"timeout_s": config.redis_timeout_s} if config.budget_backend != "memory" else {}
+    # In process, a settled reservation id is remembered 10 minutes (client retries come within seconds); the
+    # backend's default of a day would hold ~43 million ids at 500 calls/s.
+    extra: dict[str, Any] = (
+        {"timeout_s": config.redis_timeout_s} if config.budget_backend != "memory" else {"settled_ttl_s": 600.0}
+    )
     counters = counters_from_setting(config.budget_backend, month_tz=config.month_tz, **extra)
     spent = spend_by_bucket(config, datetime.now(config.month_tz))
     await counters.rebuild(spent, {})
@@ -134,7 +138,8 @@ def spend_by_bucket(config: Config, now: datetime) -> dict[str, Decimal]:
     for key_id, project, month, spent in rows:
         amount = Decimal(str(spent))
         at = datetime.strptime(month + "-15", "%Y-%m-%d").replace(tzinfo=config.month_tz)
-        for scope, ident in (("key", key_id), ("project", project)):
+        scopes: tuple[tuple[Literal["key", "project"], str | None], ...] = (("key", key_id), ("project", project))
+        for scope, ident in scopes:
             if not ident:
                 continue
             total = bucket_for(Cap(scope, ident, zero, "total"), at, month_tz=config.month_tz)

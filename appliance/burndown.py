@@ -64,7 +64,7 @@ def _admin_address(config: Config) -> str:
     try:
         recorded = json.loads(config.home.listeners_path(config.appliance_id).read_text())
         if isinstance(recorded, dict) and isinstance(recorded.get("admin"), str):
-            return recorded["admin"]
+            return str(recorded["admin"])
     except (OSError, ValueError):
         pass
     if config.admin_listen is None:

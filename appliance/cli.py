@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import os
 import secrets
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import wraps
 from typing import Any
@@ -46,7 +47,7 @@ def domain_errors[**P, R](fn: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-class MoneyType(click.ParamType):
+class MoneyType(click.ParamType[Decimal]):
     name = "USD"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Decimal:
@@ -59,7 +60,7 @@ class MoneyType(click.ParamType):
         return amount
 
 
-class DurationType(click.ParamType):
+class DurationType(click.ParamType[timedelta]):
     name = "DURATION"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -69,7 +70,7 @@ class DurationType(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
-class ListenType(click.ParamType):
+class ListenType(click.ParamType[str]):
     name = "HOST:PORT"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
@@ -317,10 +318,14 @@ def up(home: Home, base_listen: str | None, proxy_listen: str | None, admin_list
 
 
 async def _run(config: Config) -> None:
-    from visionality.addons.runner import serve  # mitmproxy is imported only when serving
+    # The addons live outside appliance/ (they need mitmproxy); imported only when serving, so every other
+    # command starts without loading mitmproxy.
+    serve = importlib.import_module("visionality.addons.runner").serve
 
+    from .allocators import tune_allocators
     from .assembly import assemble
 
+    tune_allocators()
     app = await assemble(config)
 
     run_file = config.home.listeners_path(config.appliance_id)
