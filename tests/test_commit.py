@@ -19,10 +19,38 @@ def test_record_defaults_are_money_safe_and_text_free() -> None:
     names = {f.name for f in dataclasses.fields(CommitRecord)}
     # The ledger never holds prompt/completion text, provider keys or a usable envelope (DESIGN.md).
     assert not names & {"prompt", "messages", "completion", "api_key", "token", "envelope", "body"}
-    required = {"seq", "commit_id", "ts", "appliance_id", "decision", "http_status", "key_id", "sub", "email",
-                "project", "task", "memo", "url", "cost_center", "gl_code", "provider", "endpoint", "model",
-                "stream", "input_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "cost_usd",
-                "reserved_usd", "latency_ms", "ttft_ms", "pii_entities", "upstream_request_id", "row_hash"}
+    required = {
+        "seq",
+        "commit_id",
+        "ts",
+        "appliance_id",
+        "decision",
+        "http_status",
+        "key_id",
+        "sub",
+        "email",
+        "project",
+        "task",
+        "memo",
+        "url",
+        "cost_center",
+        "gl_code",
+        "provider",
+        "endpoint",
+        "model",
+        "stream",
+        "input_tokens",
+        "output_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "cost_usd",
+        "reserved_usd",
+        "latency_ms",
+        "ttft_ms",
+        "pii_entities",
+        "upstream_request_id",
+        "row_hash",
+    }
     assert required <= names
 
 

@@ -7,8 +7,15 @@ import pytest
 from visionality.expiry import parse_duration
 
 
-@pytest.mark.parametrize(("text", "want"), [("30d", timedelta(days=30)), ("12h", timedelta(hours=12)),
-                                            ("90m", timedelta(minutes=90)), ("2w", timedelta(weeks=2))])
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("30d", timedelta(days=30)),
+        ("12h", timedelta(hours=12)),
+        ("90m", timedelta(minutes=90)),
+        ("2w", timedelta(weeks=2)),
+    ],
+)
 def test_durations(text: str, want: timedelta) -> None:
     assert parse_duration(text) == want
 

@@ -3,7 +3,14 @@ from __future__ import annotations
 import json
 
 from visionality.commit import Decision
-from visionality.errors import BudgetExceeded, EnvelopeError, LedgerUnavailable, PiiBlocked, RequestRejected, RevokedError
+from visionality.errors import (
+    BudgetExceeded,
+    EnvelopeError,
+    LedgerUnavailable,
+    PiiBlocked,
+    RequestRejected,
+    RevokedError,
+)
 from visionality.refusal import internal_error, refusal_for
 
 
@@ -14,7 +21,12 @@ def _body(r) -> dict:  # type: ignore[no-untyped-def]
 def test_openai_shaped_bodies() -> None:
     r = refusal_for(EnvelopeError("bad signature"))
     assert (r.status, r.decision) == (401, Decision.BLOCKED_AUTH)
-    assert _body(r) == {"message": "bad signature", "type": "authentication_error", "code": "invalid_api_key", "param": None}
+    assert _body(r) == {
+        "message": "bad signature",
+        "type": "authentication_error",
+        "code": "invalid_api_key",
+        "param": None,
+    }
     assert refusal_for(RevokedError("x")).status == 403
 
 

@@ -22,7 +22,9 @@ from visionality.routing import route_base_url, route_proxy
         ("POST", "/v1/chat/completions", "@openai", "openai", "chat.completions", "/v1/chat/completions"),
     ],
 )
-def test_base_url_routes(method: str, path: str, header: str | None, provider: str, endpoint: str, upstream: str) -> None:
+def test_base_url_routes(
+    method: str, path: str, header: str | None, provider: str, endpoint: str, upstream: str
+) -> None:
     r = route_base_url(method, path, header)
     assert (r.provider, r.endpoint, r.upstream_path) == (provider, endpoint, upstream)
 
