@@ -326,6 +326,9 @@ async def _run(config: Config) -> None:
     from .assembly import assemble
 
     tune_allocators()
+    # The ledger's sealer and group-commit threads must not hold the GIL for Python's default 5 ms while a
+    # request waits: switch every 0.5 ms (measured in bench/bench_ledger.py --switch-interval).
+    sys.setswitchinterval(0.0005)
     app = await assemble(config)
 
     run_file = config.home.listeners_path(config.appliance_id)
