@@ -4,7 +4,6 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-
 from visionality.config import Config, Listen, render_initial_config
 from visionality.errors import ConfigError
 from visionality.home import Home

@@ -89,7 +89,7 @@ def test_kill_9_with_32_streams_in_flight_loses_nothing(appliance: Appliance, pr
     out = appliance.cli("ledger", "verify")
     assert "ok" in out.lower() or "verified" in out.lower(), out
     # Unsettled calls are charged their reserved worst case: budgets never under-count a crash.
-    rows = appliance.query(f"SELECT cost_usd, reserved_usd FROM commits WHERE decision = 'unsettled'")
+    rows = appliance.query("SELECT cost_usd, reserved_usd FROM commits WHERE decision = 'unsettled'")
     assert rows and all(r["cost_usd"] == r["reserved_usd"] for r in rows)
 
 

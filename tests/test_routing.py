@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import pytest
-
 from visionality.errors import RequestRejected
 from visionality.routing import route_base_url, route_proxy
 
