@@ -7,12 +7,17 @@ then revocations are loaded, and only then does the proxy open its listeners.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, Literal
+
+from nacl.signing import SigningKey
 
 from .admin import AdminApi
 from .budget import Cap, Counters, bucket_for, counters_from_setting
@@ -21,6 +26,7 @@ from .config import Config
 from .envelope import EnvelopeVerifier
 from .errors import ConfigError, LedgerError
 from .identity import Identity
+from .ledger.events import EventLog
 from .ledger.ledger import Ledger
 from .ledger.views import open_views
 from .paserk import k4_pid
@@ -73,6 +79,7 @@ async def assemble(config: Config) -> Appliance:
     )
     report = await ledger.start()
     log.info("ledger ready: %s", report)
+    _record_config(config, signing_key)
 
     # In process, a settled reservation id is remembered 10 minutes (client retries come within seconds); the
     # backend's default of a day would hold ~43 million ids at 500 calls/s.
@@ -109,6 +116,27 @@ async def assemble(config: Config) -> Appliance:
     app = Appliance(config, callpath, admin, ledger, counters, watcher)
     app_holder.append(app)
     return app
+
+
+def _file_digest(path: Path | None) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else None
+    except OSError:
+        return None
+
+
+def _record_config(config: Config, signing_key: SigningKey) -> None:
+    """Every start records which config and prices it runs with (SHA-256), in the events stream: an edit made
+    between two runs shows up as a changed digest, with the time it took effect (SOC 2 CC8.1 change evidence)."""
+    EventLog(config.home.ledger_dir, writer_id=config.appliance_id, signing_key=signing_key).append(
+        "config_loaded",
+        appliance_id=config.appliance_id,
+        deployment_id=config.deployment_id,
+        config_sha256=_file_digest(config.home.config_path),
+        prices_sha256=_file_digest(config.prices_path),
+        budget_backend=config.budget_backend.split("@")[-1],  # never a Redis password
+        by=os.environ.get("USER") or "unknown",
+    )
 
 
 def spend_by_bucket(config: Config, now: datetime) -> dict[str, Decimal]:

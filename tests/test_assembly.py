@@ -66,3 +66,32 @@ def test_restart_restores_counters(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     run(first)
     run(second)
+
+
+def test_each_start_records_the_config_digest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hashlib
+
+    from visionality.ledger.views import open_views
+
+    home = make_home(tmp_path)
+
+    async def start() -> None:
+        async with appliance(home, monkeypatch):
+            pass
+
+    run(start)
+    (home.config_path).write_text(home.config_path.read_text() + "\n# edited\n")
+    run(start)
+    con = open_views(home.ledger_dir)
+    try:
+        digests = [
+            r[0]
+            for r in con.execute(
+                "SELECT json_extract_string(fields, '$.config_sha256') FROM events "
+                "WHERE kind = 'config_loaded' ORDER BY seq"
+            ).fetchall()
+        ]
+    finally:
+        con.close()
+    assert len(digests) == 2 and digests[0] != digests[1]
+    assert digests[1] == hashlib.sha256(home.config_path.read_bytes()).hexdigest()
