@@ -215,7 +215,10 @@ def test_redis_blackhole_times_out(prefix: str) -> None:
     """A Redis that accepts but never answers (here: a silent local socket) times out at timeout_s."""
 
     async def main() -> None:
-        server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+        # Keep every accepted connection referenced: a dropped StreamWriter is garbage-collected and closes the
+        # socket, which fails fast instead of hanging (the test was flaky on exactly that).
+        held: list[asyncio.StreamWriter] = []
+        server = await asyncio.start_server(lambda r, w: held.append(w), "127.0.0.1", 0)
         port = server.sockets[0].getsockname()[1]
         counters = RedisCounters(f"redis://127.0.0.1:{port}/0", timeout_s=0.25)
         try:
