@@ -33,9 +33,12 @@ spec="."
 [ -n "$extras" ] && spec=".[$extras]"
 stamp=".venv/.installed-$(echo "$extras" | tr -c 'a-z0-9' '_')"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
-  echo "bootstrap: installing $spec into .venv" >&2
-  .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c 'import visionality.cli, mitmproxy' || { echo "error: install failed" >&2; exit 2; }
+  echo "bootstrap: installing $spec into .venv (log: .venv/install.log)" >&2
+  if ! { .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip &&
+         .venv/bin/python -m pip install -q --disable-pip-version-check -e "$spec"; } > .venv/install.log 2>&1; then
+    grep -v "^WARNING: Location" .venv/install.log >&2 || true
+    echo "error: install failed (full log: .venv/install.log)" >&2; exit 2
+  fi
+  .venv/bin/python -c 'import visionality.cli, mitmproxy' || { echo "error: install incomplete" >&2; exit 2; }
   touch "$stamp"
 fi
