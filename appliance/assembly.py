@@ -76,6 +76,7 @@ async def assemble(config: Config) -> Appliance:
         signing_key=signing_key,
         seal_max_rows=config.ledger_seal_max_rows,
         seal_max_age_s=config.ledger_seal_max_age_s,
+        immutable_files=config.ledger_immutable_files,
     )
     report = await ledger.start()
     log.info("ledger ready: %s", report)

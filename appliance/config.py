@@ -135,6 +135,7 @@ class Config:
     upstream_timeout_s: float
     ledger_seal_max_rows: int
     ledger_seal_max_age_s: float
+    ledger_immutable_files: bool
     raw: Mapping[str, Any] = field(repr=False)
 
     @classmethod
@@ -225,6 +226,7 @@ class Config:
             upstream_timeout_s=float(limits.integer("upstream_timeout_s", 900, minimum=1)),
             ledger_seal_max_rows=ledger.integer("seal_max_rows", 50_000, minimum=1),
             ledger_seal_max_age_s=float(ledger.integer("seal_max_age_s", 30, minimum=1)),
+            ledger_immutable_files=ledger.boolean("immutable_files", False),
             raw=raw,
         )
 
@@ -276,6 +278,12 @@ class _Reader:
             raise ConfigError(f"{self.where}.{key}: expected an integer, got {value!r}")
         if value < minimum:
             raise ConfigError(f"{self.where}.{key}: must be >= {minimum}, got {value}")
+        return value
+
+    def boolean(self, key: str, default: bool) -> bool:
+        value = self._data.get(key, default)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{self.where}.{key}: expected true or false, got {value!r}")
         return value
 
     def optional_money(self, key: str) -> Decimal | None:
@@ -347,6 +355,8 @@ def render_initial_config(*, upstreams: Mapping[str, str], appliance_id: str = "
         "[ledger]",
         "seal_max_rows = 50000",
         "seal_max_age_s = 30",
+        "# chattr +i on each sealed file (needs root or CAP_LINUX_IMMUTABLE; after a crash, clear it before repair).",
+        "immutable_files = false",
         "",
         "[pii]",
         "# See docs/pii.md: per-detector action/threshold, allow_list, per-project policy.",

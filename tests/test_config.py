@@ -45,6 +45,7 @@ def test_float_money_is_rejected_with_key_path(tmp_path: Path) -> None:
         ('[providers.openai]\nupstream = "ftp://x"', "http"),
         ('[budget]\nmonth_tz = "Mars/Base"', "time zone"),
         ("[limits]\nmax_body_bytes = 1", ">= 1024"),
+        ('[ledger]\nimmutable_files = "yes"', "true or false"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path: Path, patch: str, message: str) -> None:
