@@ -7,6 +7,7 @@ then revocations are loaded, and only then does the proxy open its listeners.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
@@ -24,7 +25,7 @@ from .budget import Cap, Counters, bucket_for, counters_from_setting
 from .callpath import CallPath
 from .config import Config
 from .envelope import EnvelopeVerifier
-from .errors import ConfigError, LedgerError
+from .errors import BudgetUnavailable, ConfigError, LedgerError
 from .identity import Identity
 from .ledger.events import EventLog
 from .ledger.ledger import Ledger
@@ -48,6 +49,7 @@ class Appliance:
     ledger: Ledger
     counters: Counters
     watcher: RevocationWatcher
+    seeder: asyncio.Task[None]
 
     def health(self) -> Mapping[str, Any]:
         return {
@@ -57,6 +59,7 @@ class Appliance:
         }
 
     async def close(self) -> None:
+        self.seeder.cancel()
         await self.watcher.stop()
         try:
             await self.ledger.close()
@@ -88,8 +91,11 @@ async def assemble(config: Config) -> Appliance:
         {"timeout_s": config.redis_timeout_s} if config.budget_backend != "memory" else {"settled_ttl_s": 600.0}
     )
     counters = counters_from_setting(config.budget_backend, month_tz=config.month_tz, **extra)
-    spent = spend_by_bucket(config, datetime.now(config.month_tz))
-    await counters.rebuild(spent, {})
+    seeder = asyncio.create_task(_seed_counters(config, counters), name="seed-counters")
+    try:
+        await asyncio.wait_for(asyncio.shield(seeder), timeout=5.0)
+    except TimeoutError:
+        pass  # still retrying in the background; until it succeeds every call is refused with 503
 
     revocations = RevocationSet()
     sources: list[RevocationSource] = [RevocationFile(home.revocations_path)]
@@ -114,9 +120,26 @@ async def assemble(config: Config) -> Appliance:
     callpath = CallPath(config, identity, pii, counters, prices, ledger, provider_keys)
     app_holder: list[Appliance] = []
     admin = AdminApi(config, identity, counters, KeyRegistry(home.key_registry_path), lambda: app_holder[0].health())
-    app = Appliance(config, callpath, admin, ledger, counters, watcher)
+    app = Appliance(config, callpath, admin, ledger, counters, watcher, seeder)
     app_holder.append(app)
     return app
+
+
+async def _seed_counters(config: Config, counters: Counters) -> None:
+    """Rebuild the counters from the ledger, retrying while the backend is unreachable.
+
+    A Redis that is down at start-up must not stop the appliance from starting, and must not let a call through
+    unmetered either: until the seed succeeds the counters refuse (BudgetUnavailable -> 503), and this task
+    retries every few seconds."""
+    delay = 0.5
+    while True:
+        try:
+            await counters.rebuild(spend_by_bucket(config, datetime.now(config.month_tz)), {})
+            return
+        except BudgetUnavailable as e:
+            log.error("budget counters unavailable (%s); refusing calls with 503, retrying in %.0f s", e, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
 
 
 def _file_digest(path: Path | None) -> str | None:

@@ -266,3 +266,19 @@ def test_budget_status_table(appliance: Appliance, provider: FakeProviderProc) -
     )
     out = appliance.cli("budget", "status", "--sub", "erin@corp.example")
     assert "key" in out and "2.50" in out and "remaining" in out
+
+
+def test_redis_unreachable_refuses_with_503_never_unmetered(make_appliance: Any, provider: FakeProviderProc) -> None:
+    app = make_appliance(start=False)
+    cfg = app.home / "visionality.toml"
+    cfg.write_text(cfg.read_text().replace('backend = "memory"', 'backend = "redis://127.0.0.1:1/0"'))
+    app.start()  # starts anyway: the counters refuse until Redis answers
+    key = app.key(budget="5")
+    with pytest.raises(openai.APIStatusError) as e:
+        app.openai(key).chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "x"}], max_tokens=5
+        )
+    assert e.value.status_code == 503 and e.value.body["code"] == "appliance_unavailable"  # type: ignore[index]
+    assert provider.requests() == []
+    (row,) = wait_rows(app, f"key_id = '{_key_id(key)}'", 1)
+    assert row["decision"] == "blocked_unavailable"
