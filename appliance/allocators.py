@@ -17,14 +17,26 @@ __all__ = ["tune_allocators"]
 
 log = logging.getLogger("visionality.allocators")
 
-_M_ARENA_MAX = -8  # <malloc.h>
+_M_TRIM_THRESHOLD = -1  # <malloc.h>
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+# A fixed mmap threshold turns off glibc's dynamic one (mallopt(3): "setting M_MMAP_THRESHOLD disables the
+# dynamic adjustment"), which otherwise rises to the size of the largest freed block (up to 32 MiB): after
+# the first seal, every later seal's multi-MiB buffers land in the heap and stay there.
+_MMAP_THRESHOLD = 256 * 1024
+_TRIM_THRESHOLD = 1024 * 1024
 
 
 def tune_allocators() -> None:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        if libc.mallopt(_M_ARENA_MAX, 2) != 1:
-            log.info("mallopt(M_ARENA_MAX) not applied")
+        for name, param, value in (
+            ("M_ARENA_MAX", _M_ARENA_MAX, 2),
+            ("M_MMAP_THRESHOLD", _M_MMAP_THRESHOLD, _MMAP_THRESHOLD),
+            ("M_TRIM_THRESHOLD", _M_TRIM_THRESHOLD, _TRIM_THRESHOLD),
+        ):
+            if libc.mallopt(param, value) != 1:
+                log.info("mallopt(%s) not applied", name)
     except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to tune
         pass
     try:

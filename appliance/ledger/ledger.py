@@ -8,7 +8,8 @@ about to reach the provider and must survive ``kill -9`` (issue 3, "Write path")
 A sealer task rotates the WAL segment when ``seal_max_rows`` rows or ``seal_max_age_s`` seconds are pending,
 writes the rows of the old segment as Parquet (pyarrow's C++ JSON reader and Parquet writer, off the
 event loop), appends the signed checkpoint and manifest entry, carries still-open intents forward into
-the active segment and deletes the old one. Memory is bounded by the rows of one segment.
+the active segment and deletes the old one. Pending rows are read back from the rotated segment, not kept
+in memory, so the appliance's memory does not grow with traffic between seals.
 
 Any write or fsync failure flips ``healthy`` to False and every later call raises ``LedgerUnavailable``:
 the appliance answers 503 rather than serve traffic it cannot record (STYLE.md 2, fail closed). A restart
@@ -183,8 +184,7 @@ class Ledger:
         self._last_us = 0  # µs since the epoch of the last recorded_at
         self._stamp_sec = -1
         self._stamp_prefix = ""
-        self._stamp_day = ""
-        self._pending = PendingBatch()
+        self._pending = 0  # rows in the active WAL segment, waiting for a seal (they are read back from it)
         self._pending_since = 0.0
         self._open_intents: dict[str, tuple[int, bytes]] = {}  # commit id -> (segment, framed intent)
         self._writes = 0  # records written so far (a logical clock for group commit)
@@ -332,7 +332,7 @@ class Ledger:
         try:
             if self.healthy:
                 await asyncio.to_thread(self._sync_once)
-                if self._pending.count:
+                if self._pending:
                     await self._seal_active()
         finally:
             self._stopping_commit = True
@@ -388,9 +388,9 @@ class Ledger:
             self._next_seq = seq + 1
             self._tree.append(leaf)
             row_hash = leaf.hex()
-            if not self._pending.count:
+            if not self._pending:
                 self._pending_since = time.monotonic()
-            self._pending.add(line, row_hash, self._stamp_day)
+            self._pending += 1
             self._open_intents.pop(record.commit_id, None)
         record.seq = seq
         record.row_hash = row_hash
@@ -406,7 +406,6 @@ class Ledger:
         if sec != self._stamp_sec:  # formatting the date once per second keeps the hot path cheap
             self._stamp_sec = sec
             self._stamp_prefix = format_time(datetime.fromtimestamp(sec, UTC))[:19]
-            self._stamp_day = self._stamp_prefix[:10]  # one shared str per second for every pending row
         return f"{self._stamp_prefix}.{frac:06d}Z"
 
     async def append_intent(self, record: CommitRecord) -> None:
@@ -495,7 +494,7 @@ class Ledger:
     # -- sealing ------------------------------------------------------------------------------------
 
     def _seal_due(self) -> bool:
-        n = self._pending.count
+        n = self._pending
         return n >= self._seal_max_rows or (n > 0 and time.monotonic() - self._pending_since >= self._seal_max_age_s)
 
     async def _seal_loop(self) -> None:
@@ -524,7 +523,7 @@ class Ledger:
         new_wal = await asyncio.to_thread(SegmentWriter, self._paths.wal_dir, number, self._header(number))
         with self._lock:
             old, self._wal = self._wal, new_wal
-            batch, self._pending = self._pending, PendingBatch()
+            rows, self._pending = self._pending, 0
             end_tree = self._tree.copy()
             at_swap = self._writes
 
@@ -544,17 +543,20 @@ class Ledger:
             raise
         finally:
             self._resolve_waiters()
-        if batch.count:
-            await asyncio.to_thread(
-                seal_rows,
-                self._paths,
-                self._state,
-                batch,
-                origin=self.origin,
-                signing_key=self._key,
-                end_tree=end_tree,
-                immutable=self.immutable_files,
-            )
+        if rows:
+
+            def seal_old() -> None:
+                seal_rows(
+                    self._paths,
+                    self._state,
+                    PendingBatch.from_segment(old.path, rows),
+                    origin=self.origin,
+                    signing_key=self._key,
+                    end_tree=end_tree,
+                    immutable=self.immutable_files,
+                )
+
+            await asyncio.to_thread(seal_old)
         await self._retire(old.number)
 
     async def _retire(self, upto: int) -> None:

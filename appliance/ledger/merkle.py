@@ -33,7 +33,7 @@ _NODE_PREFIX = b"\x01"  # ... and interior nodes (second-preimage resistance)
 EMPTY_ROOT = hashlib.sha256(b"").digest()  # MTH({}) = SHA-256() (RFC 9162 §2.1.1)
 
 
-def leaf_hash(data: bytes) -> bytes:
+def leaf_hash(data: bytes | memoryview) -> bytes:
     return hashlib.sha256(_LEAF_PREFIX + data).digest()
 
 

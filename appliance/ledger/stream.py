@@ -39,8 +39,8 @@ from nacl.signing import SigningKey
 from ..errors import LedgerError, LedgerUnavailable  # noqa: TID252
 from .canonical import COMMIT_SCHEMA, EVENT_SCHEMA, canonical_json, format_time
 from .checkpoint import Checkpoint, sign_checkpoint
-from .merkle import CompactRange
-from .wal import fsync_dir
+from .merkle import CompactRange, leaf_hash
+from .wal import fsync_dir, read_rows
 
 __all__ = [
     "KINDS",
@@ -75,15 +75,16 @@ _CHUNK_BYTES = 8 << 20  # JSON parsed per step while sealing (~9k rows): one row
 
 # (canonical bytes, hex leaf hash, partition date "YYYY-MM-DD")
 PendingRow = tuple[bytes, str, str]
+_RECORDED_AT = b'"recorded_at":"'
 _HEX_LEAF = 64  # bytes of a hex SHA-256
 
 
 class PendingBatch:
-    """Rows waiting to be sealed, packed for the sealer: newline-joined canonical bytes (what pyarrow's JSON
-    reader takes as is), hex leaf hashes back to back, and where the partition day changes.
+    """Rows to seal, packed for the sealer: newline-joined canonical bytes (what pyarrow's JSON reader takes
+    as is), hex leaf hashes back to back, and where the partition day changes.
 
-    The request path appends to two bytearrays (no per-row objects kept), so the sealer thread never runs
-    a Python loop or a big ``join`` holding the GIL, and memory per pending row is its bytes plus 64.
+    Built by the sealer from a rotated WAL segment (``from_segment``) or from WAL replay at recovery: rows
+    waiting for a seal live on disk, not in the appliance's memory.
     """
 
     __slots__ = ("lines", "hashes", "count", "days")
@@ -94,13 +95,34 @@ class PendingBatch:
         self.count = 0
         self.days: list[tuple[int, int, str]] = []  # (first row, byte offset, day) of each day run
 
-    def add(self, line: bytes, row_hash: str, day: str) -> None:
+    def add(self, line: bytes | memoryview, row_hash: str, day: str) -> None:
         if not self.days or self.days[-1][2] != day:
             self.days.append((self.count, len(self.lines), day))
         self.lines += line
         self.lines.append(10)  # b"\n"
         self.hashes += row_hash.encode("ascii")
         self.count += 1
+
+    @classmethod
+    def from_segment(cls, path: Path, expected_rows: int) -> PendingBatch:
+        """The rows of a rotated WAL segment, packed for sealing (leaf hashes recomputed, day from
+        ``recorded_at``). ``expected_rows`` is how many rows the writer put there: fewer or more is an error."""
+        data, spans = read_rows(path)
+        batch = cls()
+        view = memoryview(data)
+        day_b, day, key = b"", "", len(_RECORDED_AT)
+        for start, end in spans:
+            i = data.find(_RECORDED_AT, start, end)  # canonical JSON escapes '"' in values: only the key matches
+            if i < 0:
+                raise LedgerError(f"WAL segment {path}: a row without recorded_at")
+            if data[i + key : i + key + 10] != day_b:
+                day_b = data[i + key : i + key + 10]
+                day = day_b.decode("ascii")
+            line = view[start:end]
+            batch.add(line, leaf_hash(line).hex(), day)
+        if batch.count != expected_rows:
+            raise LedgerError(f"WAL segment {path}: expected {expected_rows} rows to seal, found {batch.count}")
+        return batch
 
     @classmethod
     def of(cls, rows: list[PendingRow]) -> PendingBatch:
