@@ -401,6 +401,46 @@ def test_group_commit_batches_fsyncs(tmp_path: Path, monkeypatch: pytest.MonkeyP
     asyncio.run(main())
 
 
+def test_lone_intent_syncs_on_the_callers_thread_and_concurrent_ones_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One call in flight: its intent is fsynced where it waits (no hand-off to the committer thread, and
+    no wait for a group that is gathering behind a final row). Several in flight: the committer groups."""
+    import threading
+
+    from visionality.ledger.wal import SegmentWriter
+
+    threads: list[str] = []
+    real_sync = SegmentWriter.sync
+
+    def recording_sync(self: SegmentWriter) -> None:
+        threads.append(threading.current_thread().name)
+        real_sync(self)
+
+    async def main() -> None:
+        led = ledger(tmp_path, group_commit_ms=50)  # a long gathering window that a lone intent must cut short
+        await led.start()
+        monkeypatch.setattr(SegmentWriter, "sync", recording_sync)
+        main_thread = threading.current_thread().name
+        for _ in range(5):
+            rec = record()
+            led.append(record())  # a final row wakes the committer, which starts gathering a group
+            threads.clear()
+            await led.append_intent(rec)
+            assert led._synced == led._writes  # durable on return
+            assert threads == [main_thread]
+            led.append(rec)
+        threads.clear()
+        first = record()
+        await led.append_intent(first)  # stays open: the next ones are not alone
+        threads.clear()
+        await asyncio.gather(*(led.append_intent(record()) for _ in range(8)))
+        assert threads and main_thread not in threads
+        await led.close()
+
+    asyncio.run(main())
+
+
 def test_sealing_failure_fails_closed_and_loses_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import visionality.ledger.ledger as ledger_module
 

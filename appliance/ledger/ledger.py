@@ -193,7 +193,8 @@ class Ledger:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._fd_lock = threading.Lock()  # fdatasync vs closing a rotated segment
-        self._commit_wake = threading.Event()
+        self._commit_wake = threading.Event()  # something was written: an fsync is due
+        self._intent_wake = threading.Event()  # a caller waits for durability: fsync now, do not gather
         self._committer: threading.Thread | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._lock_fd: int | None = None
@@ -336,6 +337,7 @@ class Ledger:
                     await self._seal_active()
         finally:
             self._stopping_commit = True
+            self._intent_wake.set()
             self._commit_wake.set()
             if self._committer is not None:
                 await asyncio.to_thread(self._committer.join)
@@ -424,8 +426,38 @@ class Ledger:
             self._writes += 1
             ticket = self._writes
             self._open_intents[record.commit_id] = (wal.number, data)
-        self._commit_wake.set()  # an intent is waiting: fsync now rather than at the next tick
+            alone = len(self._open_intents) == 1 and not self._waiters
+        if alone and self._sync_inline():
+            if self._synced >= ticket:
+                return
+        self._intent_wake.set()  # an intent is waiting: fsync now rather than at the next tick
+        self._commit_wake.set()
         await self._wait_durable(ticket)
+
+    def _sync_inline(self) -> bool:
+        """fdatasync on the caller's thread when this intent is the only call in flight.
+
+        Handing the fsync to the committer thread and back costs two thread wake-ups (~170 µs here) on top
+        of the fsync itself; with nobody to group with there is nothing to gain from it, and the event loop
+        has nothing else to do meanwhile. Under concurrency the committer groups intents as before -- the
+        same trade as PostgreSQL's ``commit_siblings``, which delays for a group only when enough other
+        transactions are active. Returns False (use the committer) if it is busy syncing right now.
+        """
+        if not self._fd_lock.acquire(blocking=False):
+            return False
+        try:
+            with self._lock:
+                target, wal = self._writes, self._wal
+            if target > self._synced and wal is not None and self.healthy:
+                try:
+                    wal.sync()
+                except LedgerUnavailable as e:
+                    self._fail(e)
+                    raise
+                self._synced = max(self._synced, target)
+        finally:
+            self._fd_lock.release()
+        return True
 
     # -- group commit -------------------------------------------------------------------------------
 
@@ -440,6 +472,7 @@ class Ledger:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append((ticket, fut))
+        self._intent_wake.set()
         self._commit_wake.set()
         await fut
 
@@ -479,7 +512,13 @@ class Ledger:
             idle = self._writes == self._synced
             self._commit_wake.wait(None if idle and not self._stopping_commit else self._group_commit_s)
             if idle and not self._waiters and not self._stopping_commit:
-                time.sleep(self._group_commit_s)  # woken by a final row: gather a group behind it
+                # Woken by a final row: gather a group behind it -- but an intent arriving meanwhile cuts
+                # the gathering short. A call waits for its intent's fsync before it may leave, and at low
+                # concurrency the next call's intent lands right in this window (it cost c=1 calls ~1.7 ms).
+                self._intent_wake.wait(self._group_commit_s)
+            # Clear before _sync_once reads the write count: a write whose wake-up is cleared here is
+            # covered by this fsync, and one that comes after leaves its event set for the next round.
+            self._intent_wake.clear()
             self._commit_wake.clear()
             stopping = self._stopping_commit
             self._sync_once()
