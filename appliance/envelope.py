@@ -544,7 +544,7 @@ class EnvelopeVerifier:
         except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise EnvelopeRejected("malformed claims: the payload is not UTF-8 JSON", "bad_claims") from e
         claims = Claims.from_payload(payload)
-        self._check_times(claims)
+        self.check_times(claims)
         return claims
 
     @staticmethod
@@ -564,7 +564,8 @@ class EnvelopeVerifier:
             raise EnvelopeRejected('bad footer: no "kid" string, expected {"kid": "k4.pid..."}', "bad_footer")
         return kid
 
-    def _check_times(self, claims: Claims) -> None:
+    def check_times(self, claims: Claims) -> None:
+        """Refuse claims that are expired, not yet valid or issued in the future, as of now."""
         now = self._clock()
         if claims.exp is not None and now > claims.exp.timestamp() + self._leeway:
             raise EnvelopeRejected(

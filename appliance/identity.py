@@ -3,11 +3,17 @@
 The OpenAI SDKs send the key as ``Authorization: Bearer …``; the Anthropic SDK as ``x-api-key``.
 Portkey's SDK puts the upstream key in ``Authorization`` too. Either header may carry the envelope.
 Verification is pure CPU (Ed25519, ~70 µs) and the revocation check is a set lookup: no I/O per call.
+
+A client sends the same envelope on every call, so the result of a full verification is remembered for
+that exact token string (a bounded map, like Envoy's JWT filter ``jwt_cache_config``). A hit trusts only
+what an earlier signature check proved for the very same bytes; the time checks (exp, nbf, iat) and the
+revocation check still run on every call.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -19,6 +25,9 @@ __all__ = ["Identity", "Caller", "envelope_from_headers"]
 
 # A PASETO v4.public token with our claims is ~600 characters; anything this large is not a key.
 _MAX_TOKEN_CHARS = 16 * 1024
+# Verified envelopes remembered, least recently used dropped first: ~1 KB each, so at most a few MiB. A
+# company's active keys fit; a flood of distinct (even valid) tokens only evicts, it never grows memory.
+_VERIFIED_CACHE_SIZE = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +70,7 @@ class Identity:
         self._verifier = verifier
         self._revocations = revocations
         self._healthy = healthy
+        self._verified: OrderedDict[str, Caller] = OrderedDict()
 
     def identify(self, headers: Mapping[str, str]) -> Caller:
         """Verify the caller's envelope and check revocation. Raises EnvelopeError (401) or RevokedError (403)."""
@@ -71,8 +81,18 @@ class Identity:
     def verify(self, headers: Mapping[str, str]) -> Caller:
         """Who is calling, proven by the signature — revocation not yet checked. Raises EnvelopeError (401)."""
         token = envelope_from_headers(headers)
-        claims = self._verifier.verify(token)
-        return Caller(claims, hashlib.sha256(token.encode()).hexdigest())
+        cache = self._verified
+        caller = cache.get(token)
+        if caller is not None:
+            cache.move_to_end(token)
+            self._verifier.check_times(caller.claims)  # an envelope expires while it is remembered
+            return caller
+        claims = self._verifier.verify(token)  # raises for anything invalid: only valid envelopes are kept
+        caller = Caller(claims, hashlib.sha256(token.encode()).hexdigest())
+        cache[token] = caller
+        if len(cache) > _VERIFIED_CACHE_SIZE:
+            cache.popitem(last=False)
+        return caller
 
     def check(self, caller: Caller) -> None:
         """Refuse a revoked key or subject (403), or every key while the revocation feed is stale (503)."""

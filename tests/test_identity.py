@@ -81,3 +81,44 @@ def test_stale_revocation_feed_fails_closed() -> None:
     identity = Identity(EnvelopeVerifier({k4_pid(pk): pk}, DEP), RevocationSet(), lambda: False)
     with pytest.raises(RevocationUnavailable):
         identity.identify({"x-api-key": EnvelopeSigner(sk, DEP).issue(_claims())})
+
+
+def test_remembered_envelope_still_expires_and_is_revocable() -> None:
+    """A verified envelope is remembered, but exp and revocation are checked on every call."""
+    sk = SigningKey.generate()
+    pk = bytes(sk.verify_key)
+    now = [datetime.now(UTC).timestamp()]
+    revs = RevocationSet()
+    identity = Identity(EnvelopeVerifier({k4_pid(pk): pk}, DEP, leeway_s=0, clock=lambda: now[0]), revs)
+    exp = datetime.fromtimestamp(int(now[0]) + 60, UTC)
+    token = EnvelopeSigner(sk, DEP).issue(_claims(exp=exp))
+    first = identity.identify({"x-api-key": token})
+    assert identity.identify({"x-api-key": token}) is first  # served from the verified map
+    now[0] += 120
+    with pytest.raises(EnvelopeError, match="expired"):
+        identity.identify({"x-api-key": token})
+    now[0] -= 120
+    t = datetime.now(UTC)
+    revs.add(RevocationRecord(ts=t, kind="jti", value="key_1", not_before=t, reason="left", by="hr"))
+    with pytest.raises(RevokedError):
+        identity.identify({"x-api-key": token})
+
+
+def test_only_the_exact_verified_bytes_are_remembered(parts: tuple[EnvelopeSigner, Identity, RevocationSet]) -> None:
+    signer, identity, _ = parts
+    token = signer.issue(_claims())
+    identity.identify({"x-api-key": token})
+    # Flip one character of the signature part: a different string, so a full verification runs and fails.
+    i = len("v4.public.") + 40
+    tampered = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1 :]
+    with pytest.raises(EnvelopeError):
+        identity.identify({"x-api-key": tampered})
+
+
+def test_verified_map_is_bounded(parts: tuple[EnvelopeSigner, Identity, RevocationSet]) -> None:
+    from visionality import identity as identity_module
+
+    signer, identity, _ = parts
+    for i in range(identity_module._VERIFIED_CACHE_SIZE + 50):
+        identity.identify({"x-api-key": signer.issue(_claims(jti=f"key_{i}"))})
+    assert len(identity._verified) == identity_module._VERIFIED_CACHE_SIZE
