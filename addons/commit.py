@@ -27,9 +27,20 @@ class CommitAddon(ChainAddon):
         call.gates.add("forwarded")
 
     async def response(self, flow: http.HTTPFlow) -> None:
-        await self._settle(flow, aborted=False)
+        call = call_of(flow)
+        if call is None or call.finished or "settling" in call.gates:
+            return
+        if "forwarded" in call.gates and flow.error is None:
+            # The answer goes out first; its commit row follows within the same event-loop turn
+            # (CallPath.settle_after_answer says why that loses nothing).
+            self.path.settle_after_answer(call, self._settle(flow, aborted=False))
+        else:
+            await self._settle(flow, aborted=False)  # a refusal row is written in the same trip as its answer
 
     async def error(self, flow: http.HTTPFlow) -> None:
+        call = call_of(flow)
+        if call is not None and "settling" in call.gates:
+            return  # the answer was complete; its settlement is already running
         await self._settle(flow, aborted=True)
 
     async def _settle(self, flow: http.HTTPFlow, *, aborted: bool) -> None:

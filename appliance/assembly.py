@@ -61,6 +61,7 @@ class Appliance:
     async def close(self) -> None:
         self.seeder.cancel()
         await self.watcher.stop()
+        await self.callpath.drain()  # settlements still running write their rows before the ledger closes
         try:
             await self.ledger.close()
         finally:

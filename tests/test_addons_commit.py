@@ -38,6 +38,11 @@ def test_forward_swaps_envelope_for_provider_key_then_settles(tmp_path: Path, mo
                         if hasattr(a, hook):
                             await getattr(a, hook)(f)
                 assert f.response.headers["x-portkey-trace-id"] == "t9"
+                assert rows(app) == []  # the answer did not wait for the commit row ...
+                for a in addons:  # a client that goes away after a complete answer is not an abort
+                    if hasattr(a, "error"):
+                        await a.error(f)
+                await app.callpath.drain()  # ... which follows it within the same event-loop turn
                 (row,) = rows(app)
                 assert (row["decision"], row["input_tokens"], row["output_tokens"]) == ("allowed", 4, 3)
                 assert row["upstream_request_id"] == "req_7" and row["task"] == "C-1"
