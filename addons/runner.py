@@ -1,7 +1,7 @@
 """Runs the appliance: an embedded mitmproxy with only the addons it needs, in one explicit chain.
 
 mitmdump loads ~30 default addons that all see every event; the appliance loads the four core ones that
-make a proxy (options, servers, protocol detection, TLS) and its own chain:
+make a proxy (options, servers, protocol detection, TLS) and its own chain as one addon (``Chain``):
 route -> identify -> pii -> budget -> meter -> commit (DESIGN.md "Request path").
 """
 
@@ -19,7 +19,7 @@ from visionality.assembly import Appliance
 
 from .admin import AdminAddon
 from .budget import BudgetAddon
-from .chain import ADMIN_TARGET, BASE_TARGET
+from .chain import ADMIN_TARGET, BASE_TARGET, Chain
 from .commit import CommitAddon
 from .identify import IdentifyAddon
 from .meter import MeterAddon
@@ -70,7 +70,7 @@ async def serve(app: Appliance, on_ready: Callable[[list[tuple[str, str, int]]],
     master = Master(opts)
     ps = proxyserver.Proxyserver()
     master.addons.add(core.Core(), ps, next_layer.NextLayer(), tlsconfig.TlsConfig())
-    master.addons.add(*chain_addons(app))
+    master.addons.add(Chain(app.callpath, chain_addons(app)))
     opts.update(
         mode=modes,
         confdir=str(c.home.ca_dir),
