@@ -280,8 +280,9 @@ class CallPath:
     async def intent(self, call: Call) -> None:
         """Durable intent before the call leaves: after kill -9 it is settled or recovered, never lost."""
         inject("intent")
-        if call.route is not None and call.route.metered:
-            await self.ledger.append_intent(call.record)
+        # Unbilled endpoints too (GET /v1/models, count_tokens carries the prompt): issue 3 asks that
+        # *every* call that reached upstream be in the ledger after a crash, not only the priced ones.
+        await self.ledger.append_intent(call.record)
         call.gates.add("intent")
 
     def forward(self, call: Call, request_headers: Mapping[str, str]) -> Forward:

@@ -134,3 +134,23 @@ def test_include_usage_injected_only_when_absent(tmp_path: Path, monkeypatch: py
                     assert call.input_bound >= len(call.new_body or b"")
 
     run(go)
+
+
+def test_unbilled_endpoint_leaves_a_durable_intent_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """GET /v1/models costs nothing, but it reached upstream: after a crash it must still be a row."""
+    home = make_home(tmp_path)
+    key = issue(home)
+
+    async def go() -> None:
+        async with appliance(home, monkeypatch) as app:
+            p = app.callpath
+            call = p.begin(None)
+            p.routed(call, route_base_url("GET", "/v1/models", None), None)
+            p.identify(call, _headers(key))
+            p.read_body(call, "GET", None, b"")
+            p.screen(call)
+            await p.reserve(call)
+            await p.intent(call)
+            assert call.record.commit_id in app.ledger._open_intents
+
+    run(go)
