@@ -83,11 +83,40 @@ def test_events_view(tmp_path: Path) -> None:
         "SET threads = 1",
         "ATTACH ':memory:' AS other",
         "INSTALL httpfs",
+        # EXPLAIN ANALYZE runs the statement it explains: DuckDB types it EXPLAIN, not COPY.
+        "EXPLAIN ANALYZE COPY (SELECT 1) TO '/tmp/visionality-ledger-x.csv'",
+        "EXPLAIN SELECT 1",
+        # Reading past the ledger: the host's files are not the query's business.
+        "SELECT * FROM read_text('/etc/passwd')",
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM glob('/root/**')",
+        "SELECT * FROM query('COPY (SELECT 1) TO ''/tmp/visionality-ledger-y.csv''')",
     ],
 )
 def test_query_path_is_read_only(tmp_path: Path, sql: str) -> None:
     with pytest.raises(LedgerError):
         run_query(open_views(tmp_path), sql)
+    assert not Path("/tmp/visionality-ledger-x.csv").exists() and not Path("/tmp/visionality-ledger-y.csv").exists()
+
+
+def test_views_read_only_manifested_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A Parquet file dropped into a partition by hand (forged or copied) changes no total."""
+    import shutil
+
+    async def main() -> None:
+        led = ledger(tmp_path, seal_max_rows=2)
+        await led.start()
+        for _ in range(2):
+            led.append(record(cost_usd=Decimal("1.5")))
+        await led.close()
+
+    asyncio.run(main())
+    (sealed,) = list((tmp_path / "commits").glob("date=*/*.parquet"))
+    shutil.copy(sealed, sealed.with_name("zz-forged-000000000000-000000000001.parquet"))
+    with caplog.at_level("WARNING", logger="visionality.ledger"):
+        got = run_query(open_views(tmp_path), "SELECT count(*), sum(cost_usd) FROM commits")[1]
+    assert got == [(2, Decimal("3.000000000"))]
+    assert "in no manifest" in caplog.text and "zz-forged" in caplog.text
 
 
 def test_configuration_is_locked(tmp_path: Path) -> None:

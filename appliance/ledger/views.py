@@ -5,13 +5,24 @@ so a refusal is queryable the moment ``append`` returns. The connection is a sna
 first, the sealed file list second, and WAL rows already covered by a sealed file of their stream are
 dropped, so a seal racing the snapshot can neither lose nor duplicate a row. Reopen to see newer rows.
 
-The query path cannot change the ledger: ``run_query`` accepts one SELECT (or EXPLAIN) statement and the
-configuration is locked after setup (no SET, COPY, ATTACH, INSTALL, LOAD). DuckDB has no GRANTs, so the
-filesystem (read-only sealed files, systemd ReadWritePaths) is the outer boundary (docs/ledger.md).
+The query path cannot change the ledger, nor read past it:
+
+- ``run_query`` accepts exactly one SELECT. Not EXPLAIN: ``EXPLAIN ANALYZE COPY ... TO`` is typed EXPLAIN
+  by DuckDB and runs the COPY.
+- DuckDB's file access is limited to the ledger directory (``allowed_directories`` with
+  ``enable_external_access = false``): ``read_text('/etc/shadow')`` or ``glob('/root/**')`` fail.
+- The configuration is locked after setup (no SET, ATTACH, INSTALL, LOAD).
+- The views read only the Parquet files a stream's signed manifest lists. A file dropped into a date
+  partition by hand (a forged one, or one copied in) changes no total; it is logged here and named by
+  ``visionality ledger verify``.
+
+DuckDB has no GRANTs, so the filesystem (read-only sealed files, systemd ReadWritePaths) remains the outer
+boundary (docs/ledger.md).
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +33,23 @@ import pyarrow.json as pa_json
 
 from ..errors import LedgerError  # noqa: TID252
 from .merkle import leaf_hash
-from .stream import KINDS, SCHEMAS, StreamPaths, list_sealed_files, list_stream_ids, parse_file_name
+from .stream import (
+    KINDS,
+    SCHEMAS,
+    StreamPaths,
+    list_sealed_files,
+    list_stream_ids,
+    parse_file_name,
+    read_manifest,
+)
 from .wal import KIND_ROW, scan_segment, segment_paths
 
 __all__ = ["open_views", "run_query", "wal_table"]
 
 _TIME_COLUMN = {"commits": "recorded_at", "events": "ts"}  # the partition date is this column's UTC day
-_ALLOWED = frozenset((duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN))
+log = logging.getLogger("visionality.ledger")
+
+_ALLOWED = frozenset((duckdb.StatementType.SELECT,))
 _JSON_BLOCK = 16 << 20
 
 
@@ -76,20 +97,48 @@ def _with_date(kind: str, table: pa.Table) -> pa.Table:
     return table.append_column("date", pc.cast(day, pa.date32()))
 
 
-def _quote(path: Path) -> str:
+def _quote(path: Path | str) -> str:
     return "'" + str(path).replace("'", "''") + "'"
+
+
+def _manifested(root: Path, kind: str) -> set[str]:
+    """The files (relative to ``root``) that some stream's manifest of ``kind`` lists."""
+    listed: set[str] = set()
+    for stream_id in list_stream_ids(root, kind):
+        path = StreamPaths(root, kind, stream_id).manifest
+        if path.exists():
+            listed.update(str(e.data.get("file", "")) for e in read_manifest(path))
+    return listed
+
+
+def _listed_files(root: Path, kind: str) -> list[Path]:
+    """Sealed files in the manifests; any other Parquet file in a partition is logged and left out."""
+    listed = _manifested(root, kind)  # manifests first: a seal appends its entry after the rename
+    files, unlisted = [], []
+    for f in list_sealed_files(root, kind):
+        (files if f.relative_to(root).as_posix() in listed else unlisted).append(f)
+    if unlisted:
+        log.warning(
+            "ledger %s: %d Parquet file(s) in no manifest left out of the %s view (e.g. %s); "
+            "run `visionality ledger verify`",
+            root,
+            len(unlisted),
+            kind,
+            unlisted[0].relative_to(root),
+        )
+    return files
 
 
 def open_views(root: Path) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with views ``commits`` and ``events`` (all streams, sealed + WAL)."""
-    root = Path(root)
+    root = Path(root).resolve()
     try:
         con = duckdb.connect(":memory:")
         con.execute("SET TimeZone = 'UTC'")
         for kind in KINDS:
             # WAL before the file list: a row sealed in between is then found in its file (see module doc).
             tables = _wal_tables(root, kind)
-            files = list_sealed_files(root, kind)
+            files = _listed_files(root, kind)
             sealed_last: dict[str, int] = {}
             for f in files:
                 parsed = parse_file_name(f.name)
@@ -107,6 +156,10 @@ def open_views(root: Path) -> duckdb.DuckDBPyConnection:
                 con.execute(f"CREATE VIEW {kind} AS SELECT * FROM _wal_{kind}")
         con.execute("SET autoinstall_known_extensions = false")
         con.execute("SET autoload_known_extensions = false")
+        # Files only under the ledger root: the views need it, nothing else does (allowed_directories is
+        # honoured once external access is off; DuckDB docs, "Securing DuckDB").
+        con.execute(f"SET allowed_directories = [{_quote(str(root) + '/')}]")
+        con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     except duckdb.Error as e:
         raise LedgerError(f"cannot open ledger views over {root}: {e}") from e
