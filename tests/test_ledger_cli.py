@@ -126,3 +126,32 @@ def test_through_the_root_command(home: Home) -> None:
 def test_missing_home_is_a_clean_error(tmp_path: Path) -> None:
     code, out = run(Home(tmp_path / "nowhere"), "verify")
     assert code == 1 and "no Visionality deployment" in out
+
+
+def test_verify_takes_one_witness_checkpoint_per_stream(home: Home, tmp_path: Path) -> None:
+    """Several nodes: each stream's witness copy is checked in one run; a deleted stream is caught by its."""
+    import shutil
+
+    async def node2() -> None:
+        led = ledger(home.ledger_dir, "node-2")
+        await led.start()
+        led.append(record("node-2", cost_usd=Decimal("2")))
+        await led.close()
+
+    asyncio.run(node2())
+    notes = []
+    for node in ("node-1", "node-2"):
+        code, note = run(home, "checkpoint", "--export", "--stream", node)
+        assert code == 0, note
+        notes.append(tmp_path / f"{node}.note")
+        notes[-1].write_text(note)
+    code, out = run(home, "verify", "--checkpoint", str(notes[0]), "--checkpoint", str(notes[1]))
+    assert code == 0, out
+    assert "node-1/commits@4" in out and "node-2/commits@1" in out
+    shutil.rmtree(home.ledger_dir / "streams" / "commits" / "node-2")  # an admin removes a whole node
+    for f in home.ledger_dir.glob("commits/date=*/node-2-*.parquet"):
+        f.unlink()
+    code, out = run(home, "verify")
+    assert code == 0  # nothing inside the ledger says node-2 ever existed ...
+    code, out = run(home, "verify", "--checkpoint", str(notes[0]), "--checkpoint", str(notes[1]))
+    assert code == 1 and "node-2/commits" in out and "no such stream" in out  # ... its witness does

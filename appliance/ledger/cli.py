@@ -94,16 +94,18 @@ def query_cmd(ctx: click.Context, sql: str, fmt: str) -> None:
 @ledger_group.command("verify")
 @click.option(
     "--checkpoint",
-    "checkpoint_file",
+    "checkpoint_files",
+    multiple=True,
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="A checkpoint held outside this machine (e.g. by a witness); the ledger must be consistent with it.",
+    help="A checkpoint held outside this machine (e.g. by a witness); the ledger must be consistent with it. "
+    "Repeat it for several streams (one per node).",
 )
 @click.pass_context
-def verify_cmd(ctx: click.Context, checkpoint_file: Path | None) -> None:
+def verify_cmd(ctx: click.Context, checkpoint_files: tuple[Path, ...]) -> None:
     """Recompute every row hash, Merkle root, signature and file hash; exit 1 at the first failure."""
     home = _home(ctx)
     try:
-        external = checkpoint_file.read_text(encoding="utf-8") if checkpoint_file else None
+        external = [f.read_text(encoding="utf-8") for f in checkpoint_files]
         report = verify(home.ledger_dir, public_keys={"*": home.verify_key()}, external_checkpoint=external)
     except (VisionalityError, OSError) as e:
         message = e.diagnostics() if isinstance(e, VisionalityError) else str(e)

@@ -25,7 +25,7 @@ import fcntl
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -100,10 +100,26 @@ class _External:
     matched: bool = False
 
 
-def verify(root: Path, *, public_keys: Mapping[str, VerifyKey], external_checkpoint: str | None = None) -> VerifyReport:
-    """Verify the whole ledger under ``root``; raises ``VerificationError`` at the first failure."""
+def verify(
+    root: Path,
+    *,
+    public_keys: Mapping[str, VerifyKey],
+    external_checkpoint: str | Sequence[str] | None = None,
+) -> VerifyReport:
+    """Verify the whole ledger under ``root``; raises ``VerificationError`` at the first failure.
+
+    ``external_checkpoint``: one signed note, or several (one per stream, e.g. each node's witness copy).
+    """
     root = Path(root)
-    external = _parse_external(external_checkpoint, public_keys) if external_checkpoint else None
+    notes = [external_checkpoint] if isinstance(external_checkpoint, str) else list(external_checkpoint or ())
+    externals: dict[str, _External] = {}
+    for note in notes:
+        parsed = _parse_external(note, public_keys)
+        if parsed.origin in externals:
+            raise VerificationError(
+                f"external checkpoints: expected one per stream, got two for origin {parsed.origin!r}"
+            )
+        externals[parsed.origin] = parsed
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")
@@ -113,7 +129,7 @@ def verify(root: Path, *, public_keys: Mapping[str, VerifyKey], external_checkpo
             claimed: set[str] = set()
             for stream_id in list_stream_ids(root, kind):
                 paths = StreamPaths(root, kind, stream_id)
-                report = _verify_stream(con, paths, public_keys, external, claimed, warnings)
+                report = _verify_stream(con, paths, public_keys, externals, claimed, warnings)
                 if report is not None:
                     reports.append(report)
             for path in list_sealed_files(root, kind):
@@ -131,13 +147,12 @@ def verify(root: Path, *, public_keys: Mapping[str, VerifyKey], external_checkpo
         raise VerificationError(f"ledger under {root} cannot be read: {e}") from e
     finally:
         con.close()
-    ext: tuple[str, ...] = ()
-    if external is not None:
+    for external in externals.values():
         if not external.matched:
             raise VerificationError(
                 f"external checkpoint: origin {external.origin!r} expected in this ledger, got no such stream"
             )
-        ext = (f"{external.origin}@{external.checkpoint.tree_size}",)
+    ext = tuple(f"{e.origin}@{e.checkpoint.tree_size}" for e in externals.values())
     return VerifyReport(tuple(reports), ext, tuple(warnings))
 
 
@@ -156,7 +171,7 @@ def _verify_stream(
     con: duckdb.DuckDBPyConnection,
     paths: StreamPaths,
     keys: Mapping[str, VerifyKey],
-    external: _External | None,
+    externals: Mapping[str, _External],
     claimed: set[str],
     warnings: list[str],
 ) -> StreamReport | None:
@@ -170,7 +185,7 @@ def _verify_stream(
     key = _key_for(keys, origin, paths.stream_id)
     _check_manifest(entries, mpath, origin, paths, key)
     checkpoints = _check_checkpoint_log(paths, origin, key)
-    ext = external if external is not None and external.origin == origin else None
+    ext = externals.get(origin)
     if ext is not None:
         ext.matched = True
 
