@@ -130,6 +130,9 @@ def init(home: Home, upstreams: tuple[str, ...], appliance_id: str) -> None:
     home.root.mkdir(mode=0o700, parents=True, exist_ok=True)
     home.keys_dir.mkdir(mode=0o700, exist_ok=True)
     home.ledger_dir.mkdir(mode=0o700, exist_ok=True)
+    # The only other place `up` writes (its listeners file); made here so a service whose home is read-only
+    # but for these two (systemd/visionality.service ReadWritePaths) can start.
+    home.listeners_path("x").parent.mkdir(mode=0o700, exist_ok=True)
     sk = SigningKey.generate()
     fd = os.open(home.signing_key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:

@@ -32,3 +32,14 @@ def test_signing_key_round_trip_and_errors(tmp_path: Path) -> None:
     home.signing_key_path.write_text(mixed)  # seed of one key, public half of another
     with pytest.raises(ConfigError):
         home.signing_key()
+
+
+def test_systemd_unit_makes_only_the_ledger_and_run_dir_writable() -> None:
+    """The unit's ReadWritePaths are exactly where `visionality up` writes under its home (issue 3)."""
+    unit = (Path(__file__).parent.parent / "systemd" / "visionality.service").read_text()
+    settings = dict(
+        line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.lstrip().startswith("#")
+    )
+    home = Home(Path(settings["Environment"].split("=", 1)[1]))
+    assert settings["ProtectSystem"] == "strict"
+    assert settings["ReadWritePaths"].split() == [str(home.ledger_dir), str(home.listeners_path("n").parent)]
