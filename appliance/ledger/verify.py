@@ -114,12 +114,12 @@ def verify(
     notes = [external_checkpoint] if isinstance(external_checkpoint, str) else list(external_checkpoint or ())
     externals: dict[str, _External] = {}
     for note in notes:
-        parsed = _parse_external(note, public_keys)
-        if parsed.origin in externals:
+        witnessed = _parse_external(note, public_keys)
+        if witnessed.origin in externals:
             raise VerificationError(
-                f"external checkpoints: expected one per stream, got two for origin {parsed.origin!r}"
+                f"external checkpoints: expected one per stream, got two for origin {witnessed.origin!r}"
             )
-        externals[parsed.origin] = parsed
+        externals[witnessed.origin] = witnessed
     con = duckdb.connect(":memory:")
     try:
         con.execute("SET TimeZone = 'UTC'")

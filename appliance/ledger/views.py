@@ -114,7 +114,8 @@ def _manifested(root: Path, kind: str) -> set[str]:
 def _listed_files(root: Path, kind: str) -> list[Path]:
     """Sealed files in the manifests; any other Parquet file in a partition is logged and left out."""
     listed = _manifested(root, kind)  # manifests first: a seal appends its entry after the rename
-    files, unlisted = [], []
+    files: list[Path] = []
+    unlisted: list[Path] = []
     for f in list_sealed_files(root, kind):
         (files if f.relative_to(root).as_posix() in listed else unlisted).append(f)
     if unlisted:
