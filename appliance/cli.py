@@ -57,6 +57,11 @@ class MoneyType(click.ParamType[Decimal]):
             self.fail(f"{value!r} is not a decimal amount (e.g. 25 or 25.50)", param, ctx)
         if not amount.is_finite() or amount < 0:
             self.fail(f"{value!r} must be a finite amount >= 0", param, ctx)
+        exponent = amount.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -6:
+            self.fail(f"{value!r} has more than 6 decimal places (budgets are kept to the micro-dollar)", param, ctx)
+        if amount >= Decimal(10) ** 15:
+            self.fail(f"{value!r} is too large: at most 15 digits before the decimal point", param, ctx)
         return amount
 
 
@@ -380,6 +385,33 @@ def budget_status(home: Home, project: str | None, key_id: str | None, sub: str 
 
 
 cli.add_command(ledger_group)
+
+
+def _home_here(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:  # given after the subcommand: it wins over the group's --home / $VISIONALITY_HOME
+        ctx.obj = Home.locate(value)
+
+
+def _accept_home_everywhere(group: click.Group) -> None:
+    """``--home DIR`` works before or after the subcommand (``visionality init --home DIR``, as the docs
+    write it); one walk over the tree, so no command can miss it."""
+    for cmd in group.commands.values():
+        if isinstance(cmd, click.Group):
+            _accept_home_everywhere(cmd)
+        elif not any("--home" in p.opts for p in cmd.params if isinstance(p, click.Option)):
+            cmd.params.append(
+                click.Option(
+                    ["--home"],
+                    type=click.Path(file_okay=False),
+                    expose_value=False,
+                    is_eager=True,  # before the other options' callbacks, which may read the home
+                    callback=_home_here,
+                    help="Deployment home (same as `visionality --home DIR`).",
+                )
+            )
+
+
+_accept_home_everywhere(cli)
 
 
 def main() -> None:

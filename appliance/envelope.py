@@ -465,7 +465,11 @@ class EnvelopeSigner:
         """Sign ``claims`` into an envelope bound to this deployment and key."""
         if not isinstance(claims, Claims):
             raise EnvelopeRejected(f"expected Claims, got {type(claims).__name__}", "bad_claims")
-        payload = json.dumps(claims.to_payload(), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        data = claims.to_payload()
+        # Refuse to mint what every verifier would refuse to read (e.g. a budget of 25.1234567: more
+        # decimals than the claim allows): the verifier's own claim check, on the exact payload.
+        Claims.from_payload(data)
+        payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         token = sign_v4_public(self._sk64, payload, self._footer, self._implicit)
         if len(token) > MAX_TOKEN_CHARS:
             # Refuse to mint what every verifier would refuse to read.

@@ -34,7 +34,7 @@ def render() -> str:
         ctx = click.Context(cmd, info_name=name)
         opts = []
         for p in cmd.get_params(ctx):
-            if isinstance(p, click.Option) and "--help" not in p.opts:
+            if isinstance(p, click.Option) and "--help" not in p.opts and "--home" not in p.opts:
                 opts.append(p.opts[0])
             elif isinstance(p, click.Argument):
                 opts.append(p.human_readable_name)

@@ -83,7 +83,13 @@ def test_key_issue_prints_only_the_key_with_all_claims(home: Path) -> None:
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--budget", "-1"], ">= 0"), (["--budget", "abc"], "decimal"), (["--expires", "soon"], "duration")],
+    [
+        (["--budget", "-1"], ">= 0"),
+        (["--budget", "abc"], "decimal"),
+        (["--budget", "25.1234567"], "6 decimal places"),  # was minted, then refused by every appliance
+        (["--budget", "1e16"], "too large"),
+        (["--expires", "soon"], "duration"),
+    ],
 )
 def test_key_issue_validates(home: Path, args: list[str], message: str) -> None:
     r = CliRunner().invoke(cli, ["--home", str(home), "key", "issue", "--sub", "a", "--email", "a@x", *args])
@@ -122,3 +128,15 @@ def test_events_record_issuance_and_revocation(home: Path) -> None:
     assert {"deployment_initialised", "key_issued", "key_revoked"} <= set(kinds)
     stored = b"".join(p.read_bytes() for p in (home / "ledger").rglob("*") if p.is_file())
     assert stored and t.encode() not in stored and t.split(".")[2][:40].encode() not in stored
+
+
+def test_home_may_follow_the_subcommand(tmp_path: Path) -> None:
+    """`visionality init --home DIR` as the issue and README write it, not only `visionality --home DIR init`."""
+    h = tmp_path / "after"
+    r = CliRunner().invoke(cli, ["init", "--home", str(h), "--upstream", "openai=http://127.0.0.1:9"])
+    assert r.exit_code == 0, r.output
+    assert (h / "visionality.toml").exists()
+    r = CliRunner().invoke(cli, ["key", "issue", "--sub", "a", "--email", "a@x", "--home", str(h)])
+    assert r.exit_code == 0 and r.output.startswith("v4.public."), r.output
+    r = CliRunner().invoke(cli, ["ledger", "query", "SELECT count(*) AS n FROM events", "--home", str(h)])
+    assert r.exit_code == 0 and r.output.splitlines()[1] != "0", r.output
