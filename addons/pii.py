@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from mitmproxy import http
+from visionality.errors import RequestRejected
 
 from .chain import ChainAddon, fail_closed
 
@@ -18,6 +19,12 @@ class PiiAddon(ChainAddon):
         req = flow.request
         # raw_content: the bytes as the client sent them; decode Content-Encoding (gzip bodies) ourselves so
         # the scan sees what the provider would see.
-        raw = req.get_content(strict=True) if req.raw_content else b""
+        try:
+            raw = req.get_content(strict=True) if req.raw_content else b""
+        except ValueError as e:  # a Content-Encoding the body does not match (or one we cannot decode)
+            encoding = req.headers.get("content-encoding", "")
+            raise RequestRejected(
+                400, "invalid_body", f"request body does not decode as Content-Encoding {encoding!r}"
+            ) from e
         self.path.read_body(call, req.method, req.headers.get("content-type"), raw)
         self.path.screen(call)

@@ -55,6 +55,10 @@ _STRIP_PREFIXES = ("x-portkey-",)
 _STRIP_HEADERS = frozenset({"authorization", "x-api-key", "proxy-authorization"})
 
 
+def _reject_constant(name: str) -> Any:
+    raise json.JSONDecodeError(f"{name} is not a JSON number", name, 0)
+
+
 @dataclass(slots=True)
 class Call:
     """Per-call state, kept in ``flow.metadata`` from the first hook to the commit row."""
@@ -188,12 +192,14 @@ class CallPath:
             raise RequestRejected(400, "invalid_body", f"request body is not valid UTF-8 (byte {e.start})") from e
         try:
             # Numbers stay as Decimal-free Python ints/floats here: the body is the provider's business;
-            # money never comes from it.
-            body = json.loads(text)
+            # money never comes from it. NaN/Infinity are not JSON (RFC 8259 section 6): refused, not passed on.
+            body = json.loads(text, parse_constant=_reject_constant)
         except json.JSONDecodeError as e:
             raise RequestRejected(
                 400, "invalid_json", f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
             ) from e
+        except RecursionError as e:
+            raise RequestRejected(400, "invalid_json", "request body is nested too deeply to be a request") from e
         if not isinstance(body, dict):
             raise RequestRejected(400, "invalid_body", f"request body must be a JSON object, got {type(body).__name__}")
         model = body.get("model")

@@ -117,6 +117,13 @@ def test_revocation_reaches_running_appliance_within_a_second(appliance: Applian
         (b'{"model": "gpt-4o-mini"}', "text/plain", 415, "unsupported_media_type"),
         (b"[1, 2]", "application/json", 400, "invalid_body"),
         (b'{"messages": []}', "application/json", 400, "missing_model"),
+        (b'{"model": "gpt-4o-mini", "temperature": NaN, "messages": []}', "application/json", 400, "invalid_json"),
+        (
+            b'{"model": "gpt-4o-mini", "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+            "application/json",
+            400,
+            "invalid_json",
+        ),
     ],
 )
 def test_malformed_bodies_are_refused_clearly(
@@ -124,6 +131,18 @@ def test_malformed_bodies_are_refused_clearly(
 ) -> None:
     r = post(appliance, "/v1/chat/completions", key=appliance.key(), content=content, headers={"content-type": ctype})
     assert_error(r, status, code)
+    assert provider.requests() == []
+
+
+def test_body_that_does_not_match_its_content_encoding_is_400(appliance: Appliance, provider: FakeProviderProc) -> None:
+    r = post(
+        appliance,
+        "/v1/chat/completions",
+        key=appliance.key(),
+        content=b'{"model": "gpt-4o-mini"}',
+        headers={"content-type": "application/json", "content-encoding": "gzip"},
+    )
+    assert_error(r, 400, "invalid_body")
     assert provider.requests() == []
 
 
