@@ -237,7 +237,13 @@ def test_a_crashing_hook_refuses_instead_of_forwarding(
 
 
 @pytest.mark.slow
-def test_memory_flat_across_10000_requests(appliance: Appliance, provider: FakeProviderProc) -> None:
+def test_memory_flat_across_10000_requests(make_appliance: Any, provider: FakeProviderProc) -> None:
+    appliance = make_appliance(start=False)
+    cfg = appliance.home / "visionality.toml"
+    # Seal every second, so the run also shows memory while sealing (issue 3) and no first seal lands after
+    # the warm-up (it costs pyarrow's pools ~19 MB once).
+    cfg.write_text(cfg.read_text().replace("seal_max_age_s = 30", "seal_max_age_s = 1"))
+    appliance.start()
     assert appliance.proc is not None
     pid = appliance.proc.pid
     key = appliance.key()
@@ -272,11 +278,13 @@ def test_memory_flat_across_10000_requests(appliance: Appliance, provider: FakeP
         samples.append(rss_kb())
     steps = [b - a for a, b in zip(samples, samples[1:], strict=False)]
     print(f"RSS kB after each 2,000 requests: {samples}; steps {steps}")
-    # No per-request leak of flows or bodies (a leaked flow is several kB): after the allocator pools settle, the
-    # last 6,000 requests may add at most 4 kB each. Measured here: ~1.7 kB/request, against ~0.1 kB/request for
-    # bare mitmdump under the same load — not yet flat; see the issue-2 closing note.
-    assert sum(steps[2:]) < 24_000, f"memory still growing after warm-up: {samples}"
-    assert samples[-1] - samples[0] < 40_000, f"memory grew {samples[-1] - samples[0]} kB over 10,000 requests"
+    # No per-request leak of flows or bodies (a leaked flow is several kB). A seal briefly holds its chunk
+    # (RSS swings ~2 MB with the sampling moment), so compare peaks: the second half's peak may exceed the
+    # first half's by at most 4 MB (0.7 kB/request over 6,000). Measured here (2026-12-04, a seal every
+    # second): [268872, 270516, 272520, 272020, 274184, 272616] kB, i.e. +1.7 MB from the first half's peak.
+    growth = max(samples[3:]) - max(samples[:3])
+    assert growth < 4_000, f"memory still growing after warm-up: {samples}"
+    assert max(samples) - samples[0] < 10_000, f"memory grew {max(samples) - samples[0]} kB over 10,000 requests"
     assert os.path.exists(f"/proc/{pid}")
     rows = wait_rows(appliance, "true", 12_000, timeout=60)
     assert len(rows) >= 12_000
