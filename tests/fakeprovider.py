@@ -477,6 +477,11 @@ class FakeProvider:
         task = asyncio.current_task()
         assert task is not None
         self._conns.add(task)
+        if self.log_path:
+            # One line per accepted TCP connection, before any byte is read: "no upstream connection was
+            # opened" is then something a test can count, not only "no request arrived".
+            with self._log_lock, open(self.log_path + ".connections", "a", encoding="utf-8") as f:
+                f.write(f"{writer.get_extra_info('peername')}\n")
         try:
             await _Conn(self, reader, writer).run()
         except asyncio.CancelledError:

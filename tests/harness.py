@@ -80,8 +80,14 @@ class FakeProviderProc:
                 out.append(json.loads(line))
         return out
 
+    def connections(self) -> int:
+        """TCP connections the provider accepted since the last ``clear``."""
+        path = self.log.with_name(self.log.name + ".connections")
+        return len(path.read_text().splitlines()) if path.exists() else 0
+
     def clear(self) -> None:
         self.log.write_text("")
+        self.log.with_name(self.log.name + ".connections").write_text("")
 
     def stop(self) -> None:
         self.proc.terminate()

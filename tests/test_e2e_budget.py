@@ -134,6 +134,7 @@ def test_402_is_in_status_and_ledger_at_once(appliance: Appliance, provider: Fak
     rows = appliance.query(f"SELECT * FROM commits WHERE key_id = '{_key_id(key)}'")
     assert [r["decision"] for r in rows] == ["blocked_budget"] and rows[0]["http_status"] == 402
     assert provider.requests() == []
+    assert provider.connections() == 0  # not even a TCP connection (connection_strategy lazy)
     status = json.loads(appliance.cli("budget", "status", "--key-id", _key_id(key), "--json"))
     (cap,) = status["caps"]
     assert Decimal(cap["cap"]) == 0 and Decimal(cap["spent"]) == 0 and Decimal(cap["remaining"]) == 0
@@ -282,3 +283,35 @@ def test_redis_unreachable_refuses_with_503_never_unmetered(make_appliance: Any,
     assert provider.requests() == []
     (row,) = wait_rows(app, f"key_id = '{_key_id(key)}'", 1)
     assert row["decision"] == "blocked_unavailable"
+
+
+def test_background_responses_run_is_refused(appliance: Appliance, provider: FakeProviderProc) -> None:
+    """The audit's probe through the real SDK: a background run is billed after its ``queued`` reply, where the
+    appliance never sees it. Refused (400) before anything is reserved or sent upstream."""
+    key = appliance.key(budget="100", task="BG-1")
+    with pytest.raises(openai.BadRequestError) as e:
+        appliance.openai(key).responses.create(model="gpt-5-pro", input="think hard", background=True)
+    assert e.value.body["code"] == "background_unsupported"  # type: ignore[index]
+    assert provider.requests() == []
+    (row,) = wait_rows(appliance, "task = 'BG-1'", 1)
+    assert row["decision"] == "blocked_invalid" and Decimal(str(row["cost_usd"])) == 0
+
+
+def test_non_stream_client_abort_is_charged_the_reservation(appliance: Appliance, provider: FakeProviderProc) -> None:
+    """The client gives up on a non-stream call: the provider still generates and bills the answer, so the
+    row and the counters carry the worst case, not the input alone."""
+    key = appliance.key(budget="1", task="NSA-1")
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}], "max_tokens": 3000}
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(
+            f"{appliance.base_url}/v1/chat/completions",
+            json=body,
+            headers={"authorization": f"Bearer {key}", "x-fake-first-byte-delay-ms": "3000"},
+            timeout=1.0,
+        )
+    (row,) = wait_rows(appliance, "task = 'NSA-1'", 1, timeout=15)
+    assert row["decision"] == "client_abort" and row["error_code"] == "usage_unreported"
+    assert Decimal(str(row["cost_usd"])) == Decimal(str(row["reserved_usd"])) > 0
+    status = json.loads(appliance.cli("budget", "status", "--key-id", _key_id(key), "--json"))
+    assert Decimal(status["caps"][0]["reserved"]) == 0
+    assert Decimal(status["caps"][0]["spent"]) == Decimal(str(row["cost_usd"]))

@@ -120,6 +120,7 @@ def test_pii_in_any_field_is_blocked_before_upstream(
     assert err["code"] == "pii_blocked" and err["entities"]
     assert EMAIL not in r.text and CARD not in r.text and CARD.replace(" ", "") not in r.text
     assert provider.requests() == []
+    assert provider.connections() == 0  # not even a TCP connection (connection_strategy lazy)
     (row,) = wait_rows(appliance, "task = 'PII-1'", 1)
     assert row["decision"] == "blocked_pii" and row["http_status"] == 400
     stored = appliance.query("SELECT * FROM commits")

@@ -65,6 +65,7 @@ def test_missing_invalid_and_foreign_keys_get_401_and_no_upstream_call(
     with pytest.raises(openai.AuthenticationError):
         appliance.openai(flipped).chat.completions.create(**CHAT)
     assert provider.requests() == []
+    assert provider.connections() == 0  # not even a TCP connection (connection_strategy lazy)
     rows = wait_rows(appliance, "decision = 'blocked_auth'", 5)
     assert all(r["http_status"] == 401 for r in rows)
 

@@ -63,6 +63,7 @@ def test_openai_chat_non_stream(appliance: Appliance, provider: FakeProviderProc
     assert Decimal(raw.headers["x-visionality-budget-remaining"]) < Decimal("10")
     (seen,) = wait_requests(provider, 1)
     assert seen["auth"] == f"Bearer {OPENAI_KEY}", "the provider must get the appliance's key, never the envelope"
+    assert provider.connections() == 1  # what the refusal tests count as 0 is really counted
     (row,) = wait_rows(appliance, f"commit_id = '{commit}'", 1)
     assert_row_matches(row, seen, sub="alice@corp.example", task="PROJ-128")
     assert row["project"] == "PROJ" and row["provider"] == "openai" and row["endpoint"] == "chat.completions"
