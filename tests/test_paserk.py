@@ -6,8 +6,11 @@ Provenance of ``tests/vectors/paserk``:
 - ``k4.secret.json``: verbatim from paragonie/paserk-php ``tests/test-vectors/k4.secret.json`` @ 586b86d
   (the reference implementation by the PASERK authors; the copy of ``PASERK/k4.secret.json`` stored from
   paseto-standard/test-vectors @ 67b1b4b is a superseded revision that serialised only 32 bytes).
-- ``k4.public.from-spec.json``: the official ``k4.public.json`` was not available; examples from the
-  spec text (types/public.md, types/secret.md) plus one-character edits that must fail.
+- ``k4.public.json``: the official k4.public vectors as paragonie/paserk-php and the PASERK test-vector
+  set publish them (copied verbatim from the stored copy in conradludgate/pasta-tokens
+  ``tests/test-vectors/k4.public.json`` @ bcf7898, which vendors that file unchanged).
+- ``k4.public.from-spec.json``: examples from the spec text (types/public.md, types/secret.md) plus
+  one-character edits that must fail; kept next to the official file for the failure cases it adds.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ def _expect_fail(case: dict[str, Any]) -> bool:
 PID = _load("k4.pid.json")
 SECRET = _load("k4.secret.json")
 PUBLIC = _load("k4.public.from-spec.json")
+PUBLIC_OFFICIAL = _load("k4.public.json")
 
 
 def test_vector_files_hold_the_expected_cases() -> None:
@@ -54,6 +58,17 @@ def test_vector_files_hold_the_expected_cases() -> None:
     assert [_expect_fail(c) for c in PID] == [False, False, False, True, True]
     assert len(SECRET) == 3
     assert sum(not _expect_fail(c) for c in PUBLIC) == 1
+
+
+@pytest.mark.parametrize("case", PUBLIC_OFFICIAL, ids=[c["name"] for c in PUBLIC_OFFICIAL])
+def test_k4_public_official_vectors(case: dict[str, Any]) -> None:
+    key = bytes.fromhex(case["key"])
+    if _expect_fail(case):
+        with pytest.raises(PaserkError):  # a 49-byte P-384 key is not a k4 (Ed25519) public key
+            k4_public(key)
+        return
+    assert k4_public(key) == case["paserk"]
+    assert parse_k4_public(case["paserk"]) == key
 
 
 @pytest.mark.parametrize("case", PID, ids=[c["name"] for c in PID])
