@@ -304,8 +304,8 @@ class CallPath:
             raise RuntimeError("provider key vanished")
         drop = tuple(h for h in request_headers if h in _STRIP_HEADERS or any(h.startswith(p) for p in _STRIP_PREFIXES))
         set_headers: dict[str, str] = {}
-        if route.provider == "anthropic":
-            set_headers["x-api-key"] = key
+        if route.provider == "anthropic" and route.endpoint != "chat.completions":
+            set_headers["x-api-key"] = key  # the OpenAI-compatible chat endpoint takes the key as Bearer
         else:
             set_headers["authorization"] = f"Bearer {key}"
         host_header = provider.host if provider.port in (80, 443) else f"{provider.host}:{provider.port}"
@@ -326,8 +326,7 @@ class CallPath:
         """Ask OpenAI chat streams for usage when the client did not; returns the new body if changed."""
         if (
             call.route is not None
-            and call.route.provider == "openai"
-            and call.route.endpoint == "chat.completions"
+            and call.route.endpoint == "chat.completions"  # OpenAI's, and Anthropic's OpenAI-compatible one
             and call.record.stream
             and isinstance(call.body, dict)
             and inject_stream_usage(call.body)

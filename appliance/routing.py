@@ -24,6 +24,9 @@ _OPENAI_ENDPOINTS = {
 }
 _ANTHROPIC_ENDPOINTS = {
     "/v1/messages": "messages",
+    # Anthropic's OpenAI SDK compatibility layer (https://docs.anthropic.com/en/api/openai-sdk): what a Portkey
+    # user reaches with x-portkey-provider: anthropic and the OpenAI-shaped chat.completions call.
+    "/v1/chat/completions": "chat.completions",
 }
 # Read-only, unbilled surfaces an SDK touches (model listing, token counting): authenticated and
 # recorded, never charged.
@@ -86,7 +89,7 @@ def route_base_url(method: str, path: str, portkey_provider: str | None) -> Rout
                 f"x-portkey-provider {portkey_provider!r} is not supported here (supported: openai, anthropic)",
             )
         return _endpoint(provider, method, base, query)
-    if base in _ANTHROPIC_ENDPOINTS or base == "/v1/messages/count_tokens":
+    if base in ("/v1/messages", "/v1/messages/count_tokens"):  # paths only Anthropic serves
         return _endpoint("anthropic", method, base, query)
     return _endpoint("openai", method, base, query)
 

@@ -521,6 +521,9 @@ class FakeProvider:
         if endpoint == "models":
             # Anthropic clients always send anthropic-version; OpenAI clients never do.
             provider = "anthropic" if "anthropic-version" in req.headers or "x-api-key" in req.headers else "openai"
+        elif endpoint == "chat.completions" and req.headers.get("authorization") == f"Bearer {self.anthropic_key}":
+            # Anthropic's OpenAI SDK compatibility layer: OpenAI's wire format, Anthropic's key as Bearer.
+            provider = "anthropic"
         else:
             provider = "anthropic" if endpoint == "messages" else "openai"
         expected_method = "GET" if endpoint == "models" else "POST"

@@ -190,6 +190,35 @@ def test_portkey_sdk_switches_by_base_url_only(appliance: Appliance, provider: F
     assert row["trace_id"] == "trace-abc-123"
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_portkey_sdk_with_provider_anthropic_on_chat_completions(
+    appliance: Appliance, provider: FakeProviderProc, stream: bool
+) -> None:
+    """Portkey users call Claude through chat.completions with provider="anthropic"; the appliance sends it to
+    Anthropic's OpenAI-compatible endpoint with Anthropic's key, and meters it as an Anthropic call."""
+    from portkey_ai import Portkey
+
+    key = appliance.key(task="PKA-1")
+    client = Portkey(
+        base_url=appliance.base_url + "/v1", provider="anthropic", Authorization=f"Bearer {key}", max_retries=0
+    )
+    args = {"model": "claude-sonnet-4-5", "messages": [{"role": "user", "content": "ping"}], "max_tokens": 7}
+    if stream:
+        chunks = list(client.chat.completions.create(**args, stream=True))
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert all(c.choices for c in chunks), "the usage chunk the appliance asked for is removed"
+    else:
+        text = client.chat.completions.create(**args).choices[0].message.content or ""
+    assert text
+    (seen,) = wait_requests(provider, 1)
+    assert seen["provider"] == "anthropic" and seen["auth"] == f"Bearer {ANTHROPIC_KEY}"
+    assert seen["path"] == "/v1/chat/completions" and seen["include_usage"] is stream
+    (row,) = wait_rows(appliance, "task = 'PKA-1'", 1)
+    assert (row["provider"], row["endpoint"], row["decision"]) == ("anthropic", "chat.completions", "allowed")
+    assert row["input_tokens"] == seen["usage"]["input_tokens"] and row["output_tokens"] == seen["usage"]["output_tokens"]
+    assert Decimal(str(row["cost_usd"])) > 0
+
+
 def test_models_listing_is_authenticated_and_free(appliance: Appliance, provider: FakeProviderProc) -> None:
     client = appliance.openai(appliance.key())
     assert list(client.models.list())

@@ -19,6 +19,9 @@ from visionality.routing import route_base_url, route_proxy
         ("POST", "/v1/chat/completions", "openai", "openai", "chat.completions", "/v1/chat/completions"),
         ("POST", "/v1/messages", "anthropic", "anthropic", "messages", "/v1/messages"),
         ("POST", "/v1/chat/completions", "@openai", "openai", "chat.completions", "/v1/chat/completions"),
+        # Portkey's provider=anthropic with the OpenAI-shaped call: Anthropic's OpenAI-compatible endpoint.
+        ("POST", "/v1/chat/completions", "anthropic", "anthropic", "chat.completions", "/v1/chat/completions"),
+        ("POST", "/anthropic/v1/chat/completions", None, "anthropic", "chat.completions", "/v1/chat/completions"),
     ],
 )
 def test_base_url_routes(

@@ -202,20 +202,21 @@ class StreamMeter:
 
 
 def _handler(provider: str, endpoint: str) -> EventHandler:
-    if provider == "anthropic":
+    # The wire format follows the endpoint: Anthropic's OpenAI-compatible chat.completions streams OpenAI chunks.
+    if provider not in PROVIDERS:
+        raise ValueError(f"unknown provider {provider!r}")
+    if endpoint == "messages":
         return _anthropic.MessagesStream()
-    if provider == "openai":
-        if endpoint == "responses":
-            return _openai.ResponsesStream()
-        return _openai.ChatStream()
-    raise ValueError(f"unknown provider {provider!r}")
+    if endpoint == "responses":
+        return _openai.ResponsesStream()
+    return _openai.ChatStream()
 
 
 def stream_meter(
     provider: str, endpoint: str, *, content_encoding: str | None, strip_injected_usage: bool
 ) -> StreamMeter:
     """A meter for one streamed response. ``strip_injected_usage`` only applies to OpenAI chat streams."""
-    strip = strip_injected_usage and provider == "openai" and endpoint in ("chat.completions", "completions")
+    strip = strip_injected_usage and endpoint in ("chat.completions", "completions")
     return StreamMeter(_handler(provider, endpoint), content_encoding, strip_injected_usage=strip)
 
 
@@ -249,7 +250,7 @@ def body_usage(provider: str, endpoint: str, body: bytes, content_encoding: str 
         return Usage()
     if not isinstance(obj, dict):
         return Usage()
-    if provider == "anthropic":
+    if endpoint == "messages":
         return _anthropic.body_usage(obj)
     return _openai.body_usage(endpoint, obj)
 
