@@ -215,7 +215,8 @@ def test_portkey_sdk_with_provider_anthropic_on_chat_completions(
     assert seen["path"] == "/v1/chat/completions" and seen["include_usage"] is stream
     (row,) = wait_rows(appliance, "task = 'PKA-1'", 1)
     assert (row["provider"], row["endpoint"], row["decision"]) == ("anthropic", "chat.completions", "allowed")
-    assert row["input_tokens"] == seen["usage"]["input_tokens"] and row["output_tokens"] == seen["usage"]["output_tokens"]
+    usage = seen["usage"]
+    assert (row["input_tokens"], row["output_tokens"]) == (usage["input_tokens"], usage["output_tokens"])
     assert Decimal(str(row["cost_usd"])) > 0
 
 
