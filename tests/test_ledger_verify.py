@@ -27,7 +27,7 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("ledger")
 
     async def main() -> None:
-        led = ledger(root, seal_max_rows=10, seal_max_age_s=3600)
+        led = ledger(root, seal_max_rows=10, seal_max_age_s=3600, head_interval_s=0.05)
         await led.start()
         for i in range(35):
             led.append(record(cost_usd=Decimal(i) / 1000, memo=f"call {i}"))
@@ -37,6 +37,11 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     if led.sealed_size == i + 1:
                         break
         await led.flush()
+        for _ in range(100):  # the signed head follows the durable rows within head_interval_s
+            await asyncio.sleep(0.02)
+            if led._head_size == 35:
+                break
+        assert led._head_size == 35
         await crash(led)  # leave seq 30..34 in the WAL, no writer holding the stream
 
     asyncio.run(main())
@@ -196,6 +201,52 @@ def test_wal_truncated_mid_record(root: Path) -> None:
     _expect(root, seg.name, "after seq 33", "partial record", "WAL was truncated")
 
 
+def test_wal_truncated_at_a_record_boundary(root: Path) -> None:
+    """CRCs alone cannot tell a WAL cut between two records from a whole one; the signed head can."""
+    from visionality.ledger.wal import scan_segment
+
+    seg = next((root / "streams/commits/n1/wal").glob("*.wal"))
+    last = scan_segment(seg).records[-1]
+    with open(seg, "r+b") as f:
+        f.truncate(last.offset)  # seq 34 gone, every remaining record whole
+    _expect(root, "head.json", "covers 35 rows", "hold 34", "seq 34 were removed")
+
+
+def test_wal_row_edited_and_its_crc_recomputed(root: Path) -> None:
+    from visionality.ledger.wal import KIND_ROW, frame, scan_segment
+
+    seg = next((root / "streams/commits/n1/wal").glob("*.wal"))
+    data = seg.read_bytes()
+    rec = [r for r in scan_segment(seg).records if r.kind == KIND_ROW][2]  # seq 32
+    forged = rec.payload.replace(b'"cost_usd":"0.032000000"', b'"cost_usd":"0.000001000"')
+    assert forged != rec.payload
+    end = rec.offset + len(frame(KIND_ROW, rec.payload))
+    seg.write_bytes(data[: rec.offset] + frame(KIND_ROW, forged) + data[end:])
+    _expect(root, "head.json", "Merkle root at tree size 35", "WAL rows were changed")
+
+
+def test_wal_deleted(root: Path) -> None:
+    shutil.rmtree(root / "streams/commits/n1/wal")
+    _expect(root, "head.json", "covers 35 rows", "hold 30")
+
+
+def test_restart_refuses_a_wal_that_lost_rows_the_head_covered(root: Path) -> None:
+    """Recovery would otherwise seal and sign the edited WAL; it refuses to start instead (fail closed)."""
+    from visionality.errors import LedgerError
+    from visionality.ledger.wal import scan_segment
+
+    seg = next((root / "streams/commits/n1/wal").glob("*.wal"))
+    with open(seg, "r+b") as f:
+        f.truncate(scan_segment(seg).records[-1].offset)
+
+    async def main() -> None:
+        led = ledger(root)
+        with pytest.raises(LedgerError, match="signed head covers 35 rows"):
+            await led.start()
+
+    asyncio.run(main())
+
+
 def test_wal_record_cut_out_of_the_middle(root: Path) -> None:
     from visionality.ledger.wal import scan_segment
 
@@ -227,6 +278,8 @@ def test_tail_deleted_consistently_is_caught_by_an_external_checkpoint(root: Pat
         lines = log.read_text().splitlines()
         log.write_text("\n".join(lines[:-1]) + "\n")
     shutil.rmtree(root / "streams/commits/n1/wal")  # and the rows after it
+    _expect(root, "head.json", "covers 35 rows")  # the signed head still tells ...
+    paths.head.unlink()  # ... so a thorough admin removes it too
     verify(root, public_keys=KEYS)  # locally consistent: only a witness can tell
     _expect(root, "external checkpoint", "tree size expected <= 20", "got 30", external=witness)
 

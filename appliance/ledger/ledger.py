@@ -40,11 +40,14 @@ from .stream import (
     PendingRow,
     SealedState,
     StreamPaths,
+    check_head,
     check_stream_id,
     default_origin,
     load_state,
     quarantine_orphans,
+    read_head,
     seal_rows,
+    write_head,
 )
 from .wal import KIND_INTENT, KIND_ROW, SegmentWriter, frame, fsync_dir, scan_segment, segment_paths
 
@@ -165,6 +168,7 @@ class Ledger:
         seal_max_age_s: float = 30.0,
         group_commit_ms: float = 2.0,
         immutable_files: bool = False,
+        head_interval_s: float = 1.0,
     ) -> None:
         self.root = Path(root)
         self.appliance_id = check_stream_id(appliance_id)
@@ -176,6 +180,11 @@ class Ledger:
         self._seal_max_rows = max(1, seal_max_rows)
         self._seal_max_age_s = seal_max_age_s
         self._group_commit_s = max(group_commit_ms, 0.1) / 1000.0
+        # How often the signed head (stream.write_head) follows the durable rows: the window in which a WAL row
+        # is protected by its CRC alone.
+        self._head_interval_s = max(head_interval_s, 0.05)
+        self._synced_tree = CompactRange()  # the tree over rows known fsynced (what a head may sign)
+        self._head_size = 0
         self._lock = threading.Lock()
         self._wal: SegmentWriter | None = None
         self._state = SealedState()
@@ -220,7 +229,10 @@ class Ledger:
             target=self._commit_thread, name=f"ledger-commit-{self.appliance_id}", daemon=True
         )
         self._committer.start()
-        self._tasks = [asyncio.create_task(self._seal_loop(), name=f"ledger-seal-{self.appliance_id}")]
+        self._tasks = [
+            asyncio.create_task(self._seal_loop(), name=f"ledger-seal-{self.appliance_id}"),
+            asyncio.create_task(self._head_loop(), name=f"ledger-head-{self.appliance_id}"),
+        ]
         log.info(
             "ledger %s started: next seq %d, %d rows re-sealed, %d unsettled, torn tail %d bytes",
             self.origin,
@@ -242,7 +254,14 @@ class Ledger:
             raise LedgerUnavailable(f"cannot recover {paths.dir}: {e}") from e
         self._state = state
         self._tree = state.tree.copy()
-        self._tree.extend(bytes.fromhex(r[1]) for r in replay.rows)
+        leaves = [bytes.fromhex(r[1]) for r in replay.rows]
+        head = read_head(paths, self.origin, self._key.verify_key)
+        if head is not None:
+            # Fail closed: a WAL that lost or changed rows the signed head covered is not replayed into
+            # sealed, signed files (docs/ledger.md "Recovery").
+            check_head(f"WAL of {paths.kind}/{paths.stream_id}", head, state.tree, leaves)
+            self._head_size = head.tree_size
+        self._tree.extend(leaves)
         end_tree = self._tree.copy()
         self._next_seq = self._tree.size
         for stamp in (state.last_time, replay.last_time):
@@ -266,6 +285,7 @@ class Ledger:
             unsettled.append(commit_id)
         self._wal.sync()
         self._synced = self._writes
+        self._synced_tree = self._tree.copy()
         sealed: list[str] = []
         if replay.rows:
             sealed = seal_rows(
@@ -447,7 +467,7 @@ class Ledger:
             return False
         try:
             with self._lock:
-                target, wal = self._writes, self._wal
+                target, wal, tree = self._writes, self._wal, self._tree.copy()
             if target > self._synced and wal is not None and self.healthy:
                 try:
                     wal.sync()
@@ -455,6 +475,7 @@ class Ledger:
                     self._fail(e)
                     raise
                 self._synced = max(self._synced, target)
+                self._publish_synced(tree)
         finally:
             self._fd_lock.release()
         return True
@@ -494,7 +515,7 @@ class Ledger:
         """fdatasync the active segment if anything was written since the last one (any thread)."""
         with self._fd_lock:
             with self._lock:
-                target, wal = self._writes, self._wal
+                target, wal, tree = self._writes, self._wal, self._tree.copy()
             if target > self._synced and wal is not None and self.healthy:
                 try:
                     wal.sync()
@@ -502,6 +523,33 @@ class Ledger:
                     self._fail(e)
                 else:
                     self._synced = max(self._synced, target)
+                    self._publish_synced(tree)
+
+    def _publish_synced(self, tree: CompactRange) -> None:
+        # Every row in ``tree`` was written before the fsync that just returned (both under self._lock).
+        if tree.size > self._synced_tree.size:
+            self._synced_tree = tree
+
+    async def _head_loop(self) -> None:
+        """Re-sign the head over the durable rows every ``head_interval_s`` while rows arrive."""
+        assert self._stop is not None
+        while not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), self._head_interval_s)
+            except TimeoutError:
+                pass
+            if self.healthy and self._synced_tree.size > self._head_size:
+                try:
+                    await asyncio.to_thread(self._write_head)
+                except OSError as e:
+                    # Tamper evidence cannot advance: refuse calls rather than record them unprotected.
+                    self._fail(LedgerUnavailable(f"cannot write the signed head of {self.origin}: {e}"))
+
+    def _write_head(self) -> None:
+        tree = self._synced_tree
+        if tree.size > self._head_size:
+            write_head(self._paths, self.origin, tree, self._key)
+            self._head_size = tree.size
 
     def _commit_thread(self) -> None:
         loop = self._loop

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,11 +35,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
-from nacl.signing import SigningKey
+from nacl.signing import SigningKey, VerifyKey
 
 from ..errors import LedgerError, LedgerUnavailable  # noqa: TID252
 from .canonical import COMMIT_SCHEMA, EVENT_SCHEMA, canonical_json, format_time
-from .checkpoint import Checkpoint, sign_checkpoint
+from .checkpoint import Checkpoint, parse_note, sign_checkpoint
 from .merkle import CompactRange, leaf_hash
 from .wal import fsync_dir, read_rows
 
@@ -56,6 +57,9 @@ __all__ = [
     "list_sealed_files",
     "read_manifest",
     "read_checkpoint_log",
+    "write_head",
+    "read_head",
+    "check_head",
     "load_state",
     "quarantine_orphans",
     "seal_rows",
@@ -194,6 +198,11 @@ class StreamPaths:
     @property
     def lock(self) -> Path:
         return self.dir / "lock"
+
+    @property
+    def head(self) -> Path:
+        """The latest signed head: a checkpoint over every durable row, WAL included (``write_head``)."""
+        return self.dir / "head.json"
 
     def partition(self, date: str) -> Path:
         return self.root / self.kind / f"date={date}"
@@ -349,6 +358,64 @@ def append_line(path: Path, line: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_head(paths: StreamPaths, origin: str, tree: CompactRange, signing_key: SigningKey) -> None:
+    """Replace the stream's signed head with one over ``tree`` (every row in it already fsynced).
+
+    Sealed checkpoints cover sealed files only; rows still in the WAL would otherwise be protected by CRCs
+    alone, which anyone can recompute, and a WAL truncated at a record boundary would look whole. The head
+    is re-signed every ``head_interval_s`` while rows arrive, so a WAL row edited, removed or truncated
+    after it was covered fails recovery and ``verify``. One file, replaced atomically: bounded in size.
+    """
+    note = sign_checkpoint(Checkpoint(origin, tree.size, tree.root()), signing_key)
+    data = canonical_json({"note": note, "tree_size": tree.size}) + b"\n"
+    tmp = paths.dir / ".head.json.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
+    try:
+        if os.write(fd, data) != len(data):
+            raise OSError(f"short write to {tmp}")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, paths.head)
+    fsync_dir(paths.dir)
+
+
+def read_head(paths: StreamPaths, origin: str, key: VerifyKey) -> Checkpoint | None:
+    """The stream's signed head, verified; None when there is none. ``LedgerError`` when it does not verify."""
+    try:
+        raw = paths.head.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(raw)
+        cp = parse_note(str(data["note"])).verify(origin, key)
+    except (ValueError, KeyError, TypeError, LedgerError) as e:
+        raise LedgerError(f"{paths.head}: signed head does not verify ({e})") from e
+    if cp.tree_size != data.get("tree_size"):
+        raise LedgerError(f"{paths.head}: tree size expected {cp.tree_size} (signed) got {data.get('tree_size')}")
+    return cp
+
+
+def check_head(what: str, head: Checkpoint, sealed: CompactRange, rows: Sequence[bytes]) -> None:
+    """Raise ``LedgerError`` unless the sealed tree plus the WAL's leaf hashes ``rows`` (in seq order,
+    from ``sealed.size`` on) reach the head and have its root at its size."""
+    if head.tree_size <= sealed.size:
+        return  # the sealed checkpoints already cover these rows
+    held = sealed.size + len(rows)
+    if held < head.tree_size:
+        raise LedgerError(
+            f"{what}: the signed head covers {head.tree_size} rows, the sealed files and WAL hold {held}: "
+            f"rows from seq {held} were removed (WAL truncated or deleted)"
+        )
+    tree = sealed.copy()
+    tree.extend(rows[: head.tree_size - sealed.size])
+    if tree.root() != head.root:
+        raise LedgerError(
+            f"{what}: Merkle root at tree size {head.tree_size} expected {base64.b64encode(head.root).decode()} "
+            f"(signed head) got {base64.b64encode(tree.root()).decode()}: WAL rows were changed"
+        )
 
 
 def _chattr(path: Path, flag: str) -> None:

@@ -45,11 +45,13 @@ from .stream import (
     SCHEMAS,
     ManifestEntry,
     StreamPaths,
+    check_head,
     list_sealed_files,
     list_stream_ids,
     manifest_signing_bytes,
     parse_file_name,
     read_checkpoint_log,
+    read_head,
     read_manifest,
 )
 from .wal import KIND_ROW, scan_segment, segment_paths
@@ -206,7 +208,18 @@ def _verify_stream(
             f"external checkpoint for {origin}: tree size expected <= {sealed} (sealed here) got "
             f"{ext.checkpoint.tree_size}: rows the witness saw are gone"
         )
-    wal_rows = _check_wal(paths, sealed, warnings)
+    hpath = paths.head.relative_to(paths.root).as_posix()
+    try:
+        head = read_head(paths, origin, key)  # before the WAL: it covers only rows already durable there
+    except LedgerError as e:
+        raise VerificationError(f"{hpath}: {e}") from e
+    wal_leaves: list[bytes] = []
+    wal_rows = _check_wal(paths, sealed, warnings, wal_leaves)
+    if head is not None:
+        try:
+            check_head(hpath, head, tree, wal_leaves)
+        except LedgerError as e:
+            raise VerificationError(str(e)) from e
     last_cp = max(checkpoints) if checkpoints else 0
     if entries and last_cp != sealed:
         raise VerificationError(
@@ -410,7 +423,8 @@ def _writer_active(paths: StreamPaths) -> bool:
     return False
 
 
-def _check_wal(paths: StreamPaths, sealed: int, warnings: list[str]) -> int:
+def _check_wal(paths: StreamPaths, sealed: int, warnings: list[str], leaves: list[bytes]) -> int:
+    """Check the WAL's rows follow the sealed ones in seq order; their leaf hashes go to ``leaves``."""
     segments = segment_paths(paths.wal_dir)
     expected: int | None = None
     unsealed = 0
@@ -439,6 +453,7 @@ def _check_wal(paths: StreamPaths, sealed: int, warnings: list[str]) -> int:
             last_seq = seq
             if seq >= sealed:
                 unsealed += 1
+                leaves.append(leaf_hash(rec.payload))
         after = f" after seq {last_seq}" if last_seq is not None else ""
         if scan.corrupt:
             raise VerificationError(f"{rel}{after}: WAL damaged: {scan.corrupt}")
