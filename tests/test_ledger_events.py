@@ -64,3 +64,18 @@ def test_values_must_be_scalars(tmp_path: Path) -> None:
         log.append("x", value=1.5)  # type: ignore[arg-type]
     with pytest.raises(LedgerError):
         log.append("")
+
+
+def test_an_event_removed_from_the_wal_is_caught_by_the_signed_head(tmp_path: Path) -> None:
+    from visionality.ledger.wal import scan_segment
+
+    log = EventLog(tmp_path, writer_id="cli", signing_key=KEY, seal_max_rows=100)
+    log.append("key.issued", key_id="k1")
+    log.append("key.revoked", key_id="k1")  # both still in the WAL, covered by the head
+    seg = next((tmp_path / "streams/events/cli/wal").glob("*.wal"))
+    with open(seg, "r+b") as f:
+        f.truncate(scan_segment(seg).records[-1].offset)  # the revocation, removed cleanly
+    with pytest.raises(LedgerError, match="covers 2 rows"):  # VerificationError is one
+        verify(tmp_path, public_keys={"*": KEY.verify_key})
+    with pytest.raises(LedgerError, match="covers 2 rows"):
+        log.append("key.issued", key_id="k2")

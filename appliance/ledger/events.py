@@ -27,11 +27,14 @@ from .stream import (
     PendingRow,
     SealedState,
     StreamPaths,
+    check_head,
     check_stream_id,
     default_origin,
     load_state,
     quarantine_orphans,
+    read_head,
     seal_rows,
+    write_head,
 )
 from .wal import KIND_ROW, SegmentWriter, frame, fsync_dir
 
@@ -98,6 +101,10 @@ class EventLog:
         state = load_state(self._paths, writable=True)
         quarantine_orphans(self._paths, state.tree.size)
         replay = replay_wal(self._paths, state.tree.size, repair=True)
+        leaves = [bytes.fromhex(r[1]) for r in replay.rows]
+        head = read_head(self._paths, self.origin, self._key.verify_key)
+        if head is not None:  # an event WAL that lost or changed signed rows is not appended to, nor sealed
+            check_head(f"WAL of events/{self.writer_id}", head, state.tree, leaves)
         seq = state.tree.size + len(replay.rows)
         now = datetime.now(UTC)
         for stamp in (state.last_time, replay.last_time):
@@ -113,6 +120,9 @@ class EventLog:
         finally:
             wal.close()
         rows = [*replay.rows, (line, leaf_hash(line).hex(), ts[:10])]
+        tree = state.tree.copy()
+        tree.extend([*leaves, leaf_hash(line)])
+        write_head(self._paths, self.origin, tree, self._key)  # the event is durable: sign over it at once
         if not replay.segments:
             replay.segments.append((number, wal.path))
         age = time.time() - parse_time(json.loads(rows[0][0])["ts"]).timestamp()
