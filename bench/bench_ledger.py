@@ -40,6 +40,7 @@ from visionality.commit import CommitRecord, Decision, new_commit_id
 from visionality.ledger import Ledger, open_views, run_query, verify
 from visionality.ledger.canonical import COMMIT_SCHEMA, encode_commit
 from visionality.ledger.merkle import leaf_hash
+from visionality.ledger.stream import StreamPaths
 
 KEY = SigningKey(b"\x11" * 32)
 PROJECTS = [f"PROJ-{i}" for i in range(40)]
@@ -230,9 +231,11 @@ def _uniform_ints(n: int, k: int) -> pa.Array:
     return pc.cast(pc.floor(pc.multiply(pc.random(n), k)), pa.int64())
 
 
-def query_dataset(root: Path, rows: int, per_file: int = 1_000_000) -> None:
-    """``rows`` commit rows as Parquet in the ledger layout over 30 days, vectorised with pyarrow."""
+def query_dataset(root: Path, rows: int, per_file: int = 50_000) -> None:
+    """``rows`` commit rows as Parquet in the ledger layout over 30 days, vectorised with pyarrow, in files of
+    ``per_file`` rows: the ledger seals ``seal_max_rows`` (50,000) rows per file, so 10M rows are 200 files."""
     rng = random.Random(7)
+    listed: list[str] = []
     costs = pa.array([Decimal(rng.randrange(1, 50_000_000)).scaleb(-9) for _ in range(4096)], pa.decimal128(18, 9))
     projects = pa.array(PROJECTS)
     day0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -269,7 +272,13 @@ def query_dataset(root: Path, rows: int, per_file: int = 1_000_000) -> None:
         part.mkdir(parents=True, exist_ok=True)
         name = f"q-{seq:012d}-{seq + n - 1:012d}.parquet"
         pq.write_table(table, part / name, compression="zstd", row_group_size=128 * 1024)
+        listed.append(json.dumps({"file": f"commits/date={day:%Y-%m-%d}/{name}", "first_seq": seq}))
         seq += n
+    # The views read only files a stream's manifest lists (views.py): list these (unsigned, as the query
+    # does not check signatures -- verify does, and is measured on the real ledger above).
+    manifest = StreamPaths(root, "commits", "q").manifest
+    manifest.parent.mkdir(parents=True, exist_ok=True)
+    manifest.write_text("\n".join(listed) + "\n")
 
 
 def main() -> None:
