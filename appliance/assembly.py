@@ -88,8 +88,18 @@ async def assemble(config: Config) -> Appliance:
 
     # In process, a settled reservation id is remembered 10 minutes (client retries come within seconds); the
     # backend's default of a day would hold ~43 million ids at 500 calls/s.
+    app_holder: list[Appliance] = []
+
+    def reseed() -> None:
+        """Redis came back empty while we run: rebuild from the ledger again (same SET NX rule as at start)."""
+        if app_holder and app_holder[0].seeder.done():
+            log.warning("budget counters in Redis lost their seed (restarted empty?); rebuilding from the ledger")
+            app_holder[0].seeder = asyncio.create_task(_seed_counters(config, counters), name="reseed-counters")
+
     extra: dict[str, Any] = (
-        {"timeout_s": config.redis_timeout_s} if config.budget_backend != "memory" else {"settled_ttl_s": 600.0}
+        {"timeout_s": config.redis_timeout_s, "on_unseeded": reseed}
+        if config.budget_backend != "memory"
+        else {"settled_ttl_s": 600.0}
     )
     counters = counters_from_setting(config.budget_backend, month_tz=config.month_tz, **extra)
     seeder = asyncio.create_task(_seed_counters(config, counters), name="seed-counters")
@@ -119,7 +129,6 @@ async def assemble(config: Config) -> Appliance:
                 name,
             )
     callpath = CallPath(config, identity, pii, counters, prices, ledger, provider_keys)
-    app_holder: list[Appliance] = []
     admin = AdminApi(config, identity, counters, KeyRegistry(home.key_registry_path), lambda: app_holder[0].health())
     app = Appliance(config, callpath, admin, ledger, counters, watcher, seeder)
     app_holder.append(app)

@@ -235,8 +235,12 @@ class RedisCounters:
         max_connections: int = 64,
         held_ttl_s: int = 7 * 86_400,
         settled_ttl_s: int = 86_400,
+        on_unseeded: Callable[[], None] | None = None,
     ) -> None:
         self._timeout_s = timeout_s
+        # Called when Redis answers but has lost its seed (restarted empty while this node ran): the
+        # appliance starts re-seeding from the ledger instead of answering 503 until someone restarts it.
+        self._on_unseeded = on_unseeded
         self._month_tz = month_tz
         self._clock = clock
         self._held_ttl_s = held_ttl_s
@@ -266,6 +270,10 @@ class RedisCounters:
         self._cancels: set[asyncio.Task[None]] = set()
         self.generation: str | None = None  # set by rebuild() when this node seeded
 
+    def _unseeded(self) -> None:
+        if self._on_unseeded is not None:
+            self._on_unseeded()
+
     # -- the Counters protocol --------------------------------------------------------------
 
     async def reserve(self, reservation_id: str, caps: Sequence[Cap], amount: Decimal, at: datetime) -> Reservation:
@@ -292,6 +300,7 @@ class RedisCounters:
         if code == 0:
             raise _refusal(plan.caps[int(reply[1]) - 1], int(reply[2]), n)
         if code == -1:
+            self._unseeded()
             raise BudgetUnavailable(
                 "budget counters in Redis are not seeded (generation key absent: Redis restarted empty?); "
                 "refusing until an appliance rebuilds them from the ledger"
@@ -341,6 +350,7 @@ class RedisCounters:
             pipe.mget([self._burn(name, m) for m in range(first, last + 1)])
         replies = await self._run(pipe.execute())
         if not replies[0]:
+            self._unseeded()
             raise BudgetUnavailable("budget counters in Redis are not seeded (generation key absent)")
         rows = []
         for i, cap in enumerate(caps):

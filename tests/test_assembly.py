@@ -95,3 +95,55 @@ def test_each_start_records_the_config_digest(tmp_path: Path, monkeypatch: pytes
         con.close()
     assert len(digests) == 2 and digests[0] != digests[1]
     assert digests[1] == hashlib.sha256(home.config_path.read_bytes()).hexdigest()
+
+
+def test_redis_that_restarts_empty_mid_run_is_reseeded_from_the_ledger(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis without persistence comes back empty: the next call is refused (503, never unmetered) and the
+    appliance rebuilds the counters from the ledger by itself, instead of refusing until a restart."""
+    import asyncio
+
+    import redis as sync_redis
+    from visionality.budget import Cap
+    from visionality.errors import BudgetUnavailable
+
+    url = "redis://127.0.0.1:6379/13"  # a database of its own: FLUSHDB here touches no other test
+    try:
+        sync_redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+    except sync_redis.RedisError:
+        pytest.skip("no Redis at 127.0.0.1:6379")
+    sync_redis.Redis.from_url(url).flushdb()
+    home = make_home(tmp_path)
+    cfg = home.config_path
+    cfg.write_text(cfg.read_text().replace('backend = "memory"', f'backend = "{url}"'))
+    cap = [Cap("key", "kr", Decimal("1"), "total")]
+
+    async def go() -> None:
+        async with appliance(home, monkeypatch) as app:
+            app.ledger.append(
+                CommitRecord(
+                    commit_id="r1",
+                    ts=datetime.now(UTC),
+                    appliance_id="node-1",
+                    decision=Decision.ALLOWED,
+                    http_status=200,
+                    key_id="kr",
+                    cost_usd=Decimal("0.30"),
+                )
+            )
+            await app.ledger.flush()
+            sync_redis.Redis.from_url(url).flushdb()  # Redis restarts empty
+            with pytest.raises(BudgetUnavailable):
+                await app.counters.status(cap, datetime.now(UTC))
+            for _ in range(100):
+                await asyncio.sleep(0.05)
+                if app.seeder.done():
+                    break
+            (status,) = await app.counters.status(cap, datetime.now(UTC))
+            assert status.spent == Decimal("0.30")  # rebuilt from the ledger, not counted from zero
+
+    try:
+        run(go)
+    finally:
+        sync_redis.Redis.from_url(url).flushdb()
