@@ -313,7 +313,12 @@ class RedisCounters:
         n = _amount_nanos(actual, "actual cost")
         if n > MAX_NANOS:
             raise ValueError(f"actual cost {actual} exceeds the ${_usd(MAX_NANOS)} limit")
-        reply = await self._settle_once(reservation.reservation_id, reservation.buckets, n)
+        try:
+            reply = await self._settle_once(reservation.reservation_id, reservation.buckets, n)
+        except BudgetUnavailable:
+            # Settle is idempotent per id: retry in the background, or the worst case stays reserved for good.
+            self._spawn_cancel(reservation.reservation_id, reservation.buckets, n)
+            raise
         code = int(reply[0])
         if code == 1:
             _warn_overrun(reservation, n, int(reply[1]))
@@ -419,20 +424,22 @@ class RedisCounters:
         args = [n, self._settled_ttl_s, _BURN_TTL_S]
         return await self._run(self._batcher.submit(self._settle_script, keys, args))
 
-    def _spawn_cancel(self, reservation_id: str, buckets: Sequence[str]) -> None:
+    def _spawn_cancel(self, reservation_id: str, buckets: Sequence[str], n: int = 0) -> None:
+        """Settle ``reservation_id`` at ``n`` nano-USD in the background, with bounded retries: a timed-out
+        reserve is cancelled (n = 0), a timed-out settle is retried at its actual cost."""
         if len(self._cancels) >= _MAX_PENDING_CANCELS:
             # Redis is down hard; cancels would only pile up. The seeding rule and the ledger cover it.
-            _log.error("not cancelling timed-out reservation %s: too many cancels pending", reservation_id)
+            _log.error("not settling timed-out reservation %s: too many retries pending", reservation_id)
             return
-        task = asyncio.get_running_loop().create_task(self._cancel(reservation_id, tuple(buckets)))
+        task = asyncio.get_running_loop().create_task(self._cancel(reservation_id, tuple(buckets), n))
         self._cancels.add(task)
         task.add_done_callback(self._cancels.discard)
 
-    async def _cancel(self, reservation_id: str, buckets: tuple[str, ...]) -> None:
+    async def _cancel(self, reservation_id: str, buckets: tuple[str, ...], n: int = 0) -> None:
         for delay in _CANCEL_DELAYS_S:
             await asyncio.sleep(delay)
             try:
-                await self._settle_once(reservation_id, buckets, 0)
+                await self._settle_once(reservation_id, buckets, n)
                 return
             except BudgetUnavailable:
                 continue

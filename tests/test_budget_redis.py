@@ -308,6 +308,36 @@ def test_redis_timed_out_reserve_is_cancelled(prefix: str) -> None:
     with_counters(prefix, body)
 
 
+def test_redis_timed_out_settle_is_retried_in_the_background(prefix: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A settle whose reply times out must not leave the worst case reserved for good: it is retried (settle is
+    idempotent per id, so a settle that did run is not charged twice)."""
+    cap = Cap("key", "k", D("1"), "total")
+
+    async def body(c: RedisCounters) -> None:
+        r = await c.reserve("slow-settle", [cap], D("0.4"), T0)
+        real = c._settle_once
+        calls = 0
+
+        async def first_times_out(*args: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise BudgetUnavailable("redis: timed out")
+            return await real(*args)
+
+        monkeypatch.setattr(c, "_settle_once", first_times_out)
+        with pytest.raises(BudgetUnavailable):
+            await c.settle(r, D("0.1"))
+        await asyncio.wait_for(asyncio.gather(*c._cancels), timeout=SLOW_OK_S)
+        [st] = await c.status([cap], T0)
+        assert (st.spent, st.reserved) == (D("0.1"), 0)
+        await c.settle(r, D("0.1"))  # a late duplicate of the original settle: no second charge
+        [st] = await c.status([cap], T0)
+        assert (st.spent, st.reserved) == (D("0.1"), 0)
+
+    with_counters(prefix, body)
+
+
 def test_redis_large_amounts_stay_exact(prefix: str) -> None:
     """Near the 2**53 nano-USD limit the Lua comparison is still exact to the nano-dollar."""
     cap = Cap("project", "big", D("9000000.000000001"), "total")
