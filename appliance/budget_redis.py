@@ -27,8 +27,10 @@ Fail closed, never open (Portkey 2.0 fails open when its counter cannot be read)
   every cap again. ``rebuild`` seeds only when the generation key is absent (``SET NX`` inside the
   seeding script), so when several nodes start, the first one seeds and the others change nothing:
   no double count. The ledger view handed to ``rebuild`` must cover every node's commit stream.
-  A node restarting while Redis kept its state does not seed; its crashed reservations stay held
-  (conservative) until it settles them by id at their reserved amount (settle is idempotent).
+  A node restarting while Redis kept its state does not seed; its crashed reservations stay held.
+  The remaining budget is still exact (the recovered ``unsettled`` row charges that same worst case),
+  but ``budget status`` shows that money as reserved rather than spent until the next seed. If Redis
+  loses the generation key while nodes run, the first refused call starts a re-seed (``on_unseeded``).
 * Durability is Redis's: a failover to a replica that had not yet received the last writes, or a
   restart that reloads an old snapshot while keeping the generation key, undercounts. Run one
   primary with ``appendonly yes`` (``appendfsync always`` for the strict reading) where caps are hard,
