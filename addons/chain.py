@@ -96,7 +96,14 @@ async def refuse_flow(path: CallPath, flow: http.HTTPFlow, exc: BaseException) -
         if call is None:
             call = path.begin(None)
             flow.metadata[META_KEY] = call
-        if flow.response is None or not call.finished:
+        if "forwarded" in call.gates and flow.response is not None and not call.finished:
+            # The provider's answer is already coming (a response-side hook failed). mitmproxy would send
+            # its body under our error's headers, so record the call (charged its worst case: the provider
+            # bills it) and cut the connection instead: the client sees a failed call, never a garbled one.
+            await path.refuse(call, exc)
+            if flow.killable:
+                flow.kill()
+        elif flow.response is None or not call.finished:
             await answer(path, flow, call, exc)
     except BaseException:  # even the refusal failed: kill the flow rather than forward it
         log.exception("refusal failed; killing flow")

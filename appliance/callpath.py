@@ -129,6 +129,7 @@ class CallPath:
         return Call(record=record, started=time.perf_counter())
 
     def routed(self, call: Call, route: Route, content_length: int | None) -> None:
+        inject("route")
         call.route = route
         call.record.provider = route.provider
         call.record.endpoint = route.endpoint
@@ -336,6 +337,7 @@ class CallPath:
         return None
 
     def start_stream(self, call: Call, content_encoding: str | None) -> StreamMeter:
+        inject("meter")
         assert call.route is not None
         meter = stream_meter(
             call.route.provider,
@@ -440,8 +442,14 @@ class CallPath:
         r.latency_ms = round((time.perf_counter() - call.started) * 1000, 3)
         if isinstance(exc, PiiBlocked):
             r.pii_entities = dict(exc.entities)
+        charge = Decimal(0)
+        if "forwarded" in call.gates:
+            # It failed after it reached the provider (e.g. a metering bug on the response): the provider
+            # bills it, and we do not know how much, so it is charged its reserved worst case, never 0.
+            r.decision = Decision.UNSETTLED
+            charge = r.cost_usd = r.reserved_usd
         try:
-            await self.release(call, Decimal(0))
+            await self.release(call, charge)
         except Exception:
             log.exception("releasing reservation of refused call %s failed", r.commit_id)
         try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import socket
 import time
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -222,7 +223,7 @@ def test_upstream_error_is_recorded_and_passed_through(appliance: Appliance, pro
     assert row["decision"] == "upstream_error" and row["http_status"] == 500
 
 
-@pytest.mark.parametrize("stage", ["identify", "pii", "budget", "intent", "forward"])
+@pytest.mark.parametrize("stage", ["route", "identify", "pii", "budget", "intent", "forward"])
 def test_a_crashing_hook_refuses_instead_of_forwarding(
     make_appliance: Any, provider: FakeProviderProc, stage: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -235,6 +236,24 @@ def test_a_crashing_hook_refuses_instead_of_forwarding(
     assert provider.requests() == [], f"a fault in {stage} let the call through"
     (row,) = wait_rows(app, "http_status = 500", 1)
     assert row["decision"] == "blocked_unavailable"
+
+
+def test_a_crashing_hook_after_forwarding_charges_the_worst_case(
+    make_appliance: Any, provider: FakeProviderProc
+) -> None:
+    """A bug on the response side (metering) fails the call, but the provider already ran it and bills it:
+    the row says so and charges the reservation, never $0 (which would let a key spend past its cap). The
+    client's connection is cut rather than sent the provider's body under an error's headers."""
+    app = make_appliance(start=False)
+    app.env["VISIONALITY_INJECT_FAULTS"] = "meter"
+    app.start()
+    key = app.key(task="MF-1", budget="5")
+    with httpx.Client(base_url=app.base_url, timeout=30) as c, pytest.raises(httpx.TransportError):
+        c.post("/v1/chat/completions", json={**CHAT, "stream": True}, headers={"authorization": f"Bearer {key}"})
+    assert len(provider.requests()) == 1
+    (row,) = wait_rows(app, "task = 'MF-1'", 1)
+    assert row["decision"] == "unsettled" and row["error_code"] == "appliance_error"
+    assert Decimal(str(row["cost_usd"])) == Decimal(str(row["reserved_usd"])) > 0
 
 
 @pytest.mark.slow
