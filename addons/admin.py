@@ -12,7 +12,14 @@ from typing import Any
 
 from mitmproxy import http
 from visionality.admin import AdminApi
-from visionality.errors import EnvelopeError, RevokedError, VisionalityError
+from visionality.errors import (
+    BudgetUnavailable,
+    EnvelopeError,
+    LedgerUnavailable,
+    RevokedError,
+    VisionalityError,
+)
+from visionality.revocation import RevocationUnavailable
 
 from .chain import listener_of
 
@@ -45,6 +52,11 @@ class AdminAddon:
             return
         try:
             flow.response = await self._serve(flow)
+        except (BudgetUnavailable, LedgerUnavailable, RevocationUnavailable) as e:
+            # A backend that is down is the appliance's failure, not the caller's: 503, retry later (as on the
+            # wire path, refusal.py). A 400 would tell a monitoring script its request was wrong.
+            flow.response = _error(503, "appliance_unavailable", e.diagnostics())
+            flow.response.headers["retry-after"] = "5"
         except VisionalityError as e:
             flow.response = _error(400, "bad_request", e.diagnostics())
         except Exception:  # fail closed: an admin bug answers 500, never forwards

@@ -33,7 +33,13 @@ from .errors import (
     RequestRejected,
     VisionalityError,
 )
-from .estimate import input_token_bound, media_part_token_bound, output_token_bound, worst_case_cost
+from .estimate import (
+    check_billing_features,
+    input_token_bound,
+    media_part_token_bound,
+    output_token_bound,
+    worst_case_cost,
+)
 from .faults import inject
 from .identity import Caller, Identity
 from .metering import StreamMeter, Usage, body_usage, inject_stream_usage, stream_meter
@@ -253,6 +259,8 @@ class CallPath:
             call.gates.add("budget")
             return
         model = call.record.model or ""
+        # Features billed at rates the catalog lacks, or after the reply (background runs): refused, not guessed.
+        check_billing_features(call.route.provider, call.route.endpoint, call.body)
         # The rates a request of this size can be billed at: long-context tiers (e.g. Sonnet above 200K input
         # doubles) resolved at the input bound, and every input token at the dearest rate (cache writes cost
         # more than plain input), so the reservation stays a true worst case.
@@ -263,6 +271,7 @@ class CallPath:
             call.body,
             model_limit=price.max_output_tokens or None,  # 0 in the catalog = no output (embeddings)
             default_limit=self.config.default_output_limit,
+            model=model,
         )
         worst = worst_case_cost(
             call.input_bound,
@@ -380,11 +389,30 @@ class CallPath:
             log.exception("usage parse failed for commit %s", r.commit_id)
         cost = Decimal(0)
         if call.route is not None and call.route.metered:
-            if aborted and not usage.complete:
-                # The provider never told us the final usage: charge what is known at worst. The input is
-                # bounded by what was sent; output by what reached the client (>= 1 token per event).
+            # Every billed call reads at least one input token: a usage object without any is not a report.
+            reported = usage.complete and usage.input_tokens > 0
+            unreported = False
+            if reported:
+                pass  # priced below from the provider's own figures
+            elif call.meter is not None and aborted:
+                # A stream cut off mid-way (client gone or connection lost): the provider stops generating
+                # when the stream breaks. Input is bounded by what was sent; output is what the meter saw.
                 usage.input_tokens = max(usage.input_tokens, call.input_bound)
-            if usage.input_tokens or usage.output_tokens:
+            elif status >= 400:
+                # The provider answered an error: not billed. If the answer itself was cut off, charge the
+                # input bound as before (the error may have come after a partial run).
+                if aborted:
+                    usage.input_tokens = max(usage.input_tokens, call.input_bound)
+            else:
+                # Ended without the provider's usage: a 2xx with no usage (a background run is billed later),
+                # a non-stream call whose client left (the provider finishes and bills the whole answer), a
+                # connection lost before any answer (it may still be running). Charge the worst case, the
+                # reservation, never 0 (fail closed), and say so in the row.
+                unreported = True
+            if unreported:
+                cost = r.reserved_usd
+                r.error_code = r.error_code or "usage_unreported"
+            elif usage.input_tokens or usage.output_tokens:
                 try:
                     cost = self.prices.cost(call.route.provider, r.model or usage.model or "", usage)
                 except PricingError:

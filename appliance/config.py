@@ -127,7 +127,9 @@ class Config:
     budget_backend: str  # "memory" | "redis://…"
     redis_timeout_s: float
     month_tz: ZoneInfo
-    default_output_limit: int
+    # Worst-case output tokens for a request that sets no max tokens on a model with no known output limit.
+    # None (the default): such a request is refused (400 max_tokens_required) rather than guessed.
+    default_output_limit: int | None
     projects: Mapping[str, ProjectConfig]
     pii: Mapping[str, Any]
     prices_path: Path | None
@@ -218,7 +220,11 @@ class Config:
             budget_backend=budget.string("backend", "memory"),
             redis_timeout_s=budget.integer("redis_timeout_ms", 1000, minimum=10) / 1000,
             month_tz=month_tz,
-            default_output_limit=budget.integer("default_output_limit", 32_000, minimum=1),
+            default_output_limit=(
+                budget.integer("default_output_limit", 1, minimum=1)
+                if "default_output_limit" in budget.keys()
+                else None
+            ),
             projects=projects,
             pii=r.mapping("pii"),
             prices_path=prices_path if prices_path.exists() or prices else None,
@@ -338,7 +344,9 @@ def render_initial_config(*, upstreams: Mapping[str, str], appliance_id: str = "
         'backend = "memory"  # or "redis://127.0.0.1:6379/0" to share counters across appliance nodes',
         'month_tz = "UTC"',
         "redis_timeout_ms = 1000  # a Redis answer slower than this refuses the call (503), never allows it",
-        "default_output_limit = 32000  # worst-case output tokens when neither request nor catalog gives one",
+        "# Output tokens to reserve when a request sets no max tokens and the model's output limit is unknown.",
+        "# Unset: such requests are refused (400 max_tokens_required). Setting it is a guess, not a bound.",
+        "# default_output_limit = 32000",
         "",
         "# [projects.PROJ]",
         '# cap = "500.00"',

@@ -21,10 +21,12 @@ from .errors import RequestRejected
 __all__ = [
     "EstimateError",
     "UnboundedInput",
+    "UnpricedFeature",
     "DEFAULT_MEDIA_PART_TOKENS",
     "TOOL_PREAMBLE_TOKENS",
     "PROVIDER_TOOL_TOKENS",
     "media_part_token_bound",
+    "check_billing_features",
     "input_token_bound",
     "output_token_bound",
     "worst_case_cost",
@@ -45,6 +47,15 @@ class UnboundedInput(EstimateError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, code="budget_unbounded")
+
+
+class UnpricedFeature(EstimateError):
+    """The request asks for something billed at a rate the price catalog does not carry (priority
+    service tiers, audio) or that the appliance never sees finish (background runs): it can be
+    neither reserved nor charged correctly, so it is refused (HTTP 400), like a model without a price."""
+
+    def __init__(self, message: str, code: str = "unpriced_feature") -> None:
+        super().__init__(message, code=code)
 
 
 # -- media ------------------------------------------------------------------------------------------
@@ -83,7 +94,6 @@ TOOL_PREAMBLE_TOKENS = 600
 # text_editor 700, computer use 735 (+ 466-499 system prompt, covered by the preamble), bash 245.
 PROVIDER_TOOL_TOKENS = 800
 
-_IMAGE_TYPES = frozenset({"image_url", "input_image", "image"})
 # Uploaded files and documents: a PDF page is billed as text plus a page image, so a few bytes of
 # PDF can cost thousands of tokens, and a file_id costs whatever the file holds.
 _DOCUMENT_TYPES = frozenset({"document", "file", "input_file", "container_upload", "item_reference"})
@@ -122,25 +132,66 @@ def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _dicts(node: Any) -> Iterator[dict[str, Any]]:
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            yield item
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+def _parts(container: Any, key: str) -> Iterator[dict[str, Any]]:
+    """The dict items of ``container[key]`` when it is a list (a content array), else nothing."""
+    items = container.get(key) if isinstance(container, dict) else None
+    if isinstance(items, list):
+        yield from (item for item in items if isinstance(item, dict))
+
+
+def _kind(node: Mapping[str, Any]) -> str | None:
+    """A part's ``type`` when it is a string (a list or object there is nonsense the provider refuses)."""
+    kind = node.get("type")
+    return kind if isinstance(kind, str) else None
+
+
+def _content_parts(request: Mapping[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Every content part at a position where a provider reads media, with the API it belongs to.
+
+    Only these positions carry images the provider bills as images (Anthropic "Messages" and "Vision";
+    OpenAI chat "messages[].content[]", Responses "input[].content[]" and tool outputs). An object with
+    ``"type": "image"`` anywhere else (a ``tool_use.input``, function arguments, metadata) is JSON text
+    to the provider and billed as text, byte for byte.
+    """
+    for message in _parts(request, "messages"):  # OpenAI chat and Anthropic messages
+        for part in _parts(message, "content"):
+            yield "messages", part
+            if _kind(part) == "tool_result":  # Anthropic: a tool result may return images
+                for inner in _parts(part, "content"):
+                    yield "messages", inner
+    for item in _parts(request, "input"):  # OpenAI Responses
+        kind = _kind(item)
+        if kind in (None, "message"):
+            for part in _parts(item, "content"):
+                yield "responses", part
+        elif kind in ("function_call_output", "custom_tool_call_output"):
+            for part in _parts(item, "output"):
+                yield "responses", part
+        elif kind == "computer_call_output" and isinstance(item.get("output"), dict):
+            yield "responses", item["output"]
+
+
+# Which part types are media at which position, and where each keeps its URL or base64 data.
+_MEDIA_AT: dict[str, frozenset[str]] = {
+    "messages": frozenset({"image_url", "image"}),  # OpenAI chat image_url; Anthropic image
+    "responses": frozenset({"input_image", "computer_screenshot"}),
+}
+_AUDIO_PART_TYPES = frozenset({"input_audio"})
 
 
 def _image_payload_chars(part: Mapping[str, Any]) -> int:
-    """Characters of the image's URL or base64 data inside the part: replaced by the per-image bound."""
+    """Characters of the image's URL or base64 data: replaced by the per-image bound.
+
+    Only the fields the providers define for it (OpenAI ``image_url`` / ``image_url.url``, Anthropic
+    ``source.data`` / ``source.url``); any other string in the part stays counted as bytes."""
     total = 0
-    for node in _dicts(part):
-        for key in ("url", "image_url", "data"):
-            value = node.get(key)
-            if isinstance(value, str):
-                total += len(value)
+    for holder, key in ((part, "image_url"), (part.get("image_url"), "url"), (part.get("source"), "data")):
+        value = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(value, str):
+            total += len(value)
+    source = part.get("source")
+    if isinstance(source, dict) and isinstance(source.get("url"), str):
+        total += len(source["url"])
     return total
 
 
@@ -159,7 +210,9 @@ def input_token_bound(
 
     Where bytes do *not* bound the cost, and what is done instead:
 
-    * Images: a highly compressible image (a one-colour 2048x2048 WebP is ~100 bytes of base64) or an
+    * Images: only parts at the positions the providers read media from (see ``_content_parts``); an
+      image-typed object elsewhere, e.g. inside Anthropic ``tool_use.input``, is text and keeps its bytes.
+      A highly compressible image (a one-colour 2048x2048 WebP is ~100 bytes of base64) or an
       image by URL costs far more than its bytes (gpt-4o high detail: up to 1,445 tokens; gpt-4o-mini:
       48,169). Each image part counts ``media_part_tokens`` (from :func:`media_part_token_bound`) and
       its URL/base64 characters are taken out of the byte count: tighter for large images, sound
@@ -204,6 +257,7 @@ def input_token_bound(
                 raise UnboundedInput(f"the provider runs the {kind!r} tool itself for this request: no cost bound")
             if kind.startswith(_ANTHROPIC_CLIENT_TOOLS) or kind not in ("function", "custom"):
                 bound += PROVIDER_TOOL_TOKENS
+    media = {id(part): part for api, part in _content_parts(request) if _kind(part) in _MEDIA_AT[api]}
     stack: list[Any] = [request]
     while stack:
         node = stack.pop()
@@ -212,8 +266,8 @@ def input_token_bound(
             continue
         if not isinstance(node, dict):
             continue
-        kind = node.get("type")
-        if kind in _IMAGE_TYPES:
+        kind = _kind(node)
+        if id(node) in media:
             # not descended into: an image by file_id or URL still costs at most one image
             bound += media_part_tokens - _image_payload_chars(node)
             continue
@@ -252,18 +306,30 @@ _NO_OUTPUT = frozenset({"embeddings", "moderations"})
 
 
 def output_token_bound(
-    provider: str, endpoint: str, body: Mapping[str, Any], *, model_limit: int | None, default_limit: int
+    provider: str,
+    endpoint: str,
+    body: Mapping[str, Any],
+    *,
+    model_limit: int | None,
+    default_limit: int | None,
+    model: str = "",
 ) -> int:
     """An upper bound on billed output tokens.
 
-    The request's own cap (``max_completion_tokens`` / ``max_tokens`` for chat, ``max_output_tokens``
-    for Responses, ``max_tokens`` for Anthropic, where it is required); if both chat fields are given,
-    the larger counts. Capped by ``model_limit`` (a provider does not bill past the model's output
-    limit). Without a cap in the request: ``model_limit``, else ``default_limit``. Chat ``n`` and
-    legacy completions ``best_of`` generate that many completions, each billed: the bound multiplies.
-    Embeddings and moderations produce no output tokens: 0.
+    The request's own cap when it sets one (``max_completion_tokens`` / ``max_tokens`` for chat,
+    ``max_output_tokens`` for Responses, ``max_tokens`` for Anthropic, where it is required); if both
+    chat fields are given, the larger counts. The provider enforces that cap, so it is the bound even
+    above ``model_limit``: a beta can raise a model's limit (Anthropic ``output-128k-2025-02-19`` lets
+    Claude 3.7 Sonnet bill 128K where the table says 64K), and a cap the model cannot honour is
+    refused by the provider unbilled. Without a cap in the request: ``model_limit``, else the
+    operator's ``default_limit``; with neither, the call has no bound and is refused
+    (``max_tokens_required``). Chat ``n`` and legacy completions ``best_of`` generate that many
+    completions, each billed: the bound multiplies. Predicted outputs (chat ``prediction``) bill
+    rejected prediction tokens as output on top of the completion, at most one per byte of the
+    prediction. Embeddings and moderations produce no output tokens: 0.
     """
-    _check_tokens(default_limit, "default_limit", minimum=1)
+    if default_limit is not None:
+        _check_tokens(default_limit, "default_limit", minimum=1)
     if model_limit is not None:
         _check_tokens(model_limit, "model_limit", minimum=1)
     if endpoint in _NO_OUTPUT:
@@ -273,15 +339,71 @@ def output_token_bound(
     if provider == "anthropic" and endpoint == "messages" and not asked:
         raise EstimateError("max_tokens is required for Anthropic messages", code="invalid_max_tokens")
     if asked:
-        bound = max(asked) if model_limit is None else min(max(asked), model_limit)
+        bound = max(asked)
+    elif model_limit is not None:
+        bound = model_limit
+    elif default_limit is not None:
+        bound = default_limit
     else:
-        bound = model_limit if model_limit is not None else default_limit
+        raise EstimateError(
+            f"{provider}/{model or '?'} has no known output limit, so this call's cost has no bound: send "
+            f"{fields[0]} in the request, or ask the operator to set max_output_tokens for the model in the "
+            "price overrides (or [budget] default_output_limit)",
+            code="max_tokens_required",
+        )
+    prediction = body.get("prediction")
+    if prediction is not None:
+        # OpenAI "Predicted Outputs": rejected prediction tokens are billed at completion rates; each is
+        # at least one byte of the prediction (byte-level BPE), and JSON escapes only lengthen the text.
+        bound += len(json.dumps(prediction))
     copies = 1
     if endpoint in ("chat.completions", "completions"):
         for f in ("n", "best_of"):
             if body.get(f) is not None:
                 copies = max(copies, _check_tokens(body[f], f, minimum=1))
     return bound * copies
+
+
+# Service tiers billed at the standard rates the catalog carries. OpenAI: "auto" (the project's
+# tier, "default" unless the operator changed it) and "default"; "flex" (about half) and "priority"
+# (about 2x) are priced differently (openai.com/api/pricing, "Priority processing"). Anthropic:
+# "auto" and "standard_only" (Messages API reference, ``service_tier``).
+_STANDARD_TIERS: dict[str, frozenset[str]] = {
+    "openai": frozenset({"auto", "default"}),
+    "anthropic": frozenset({"auto", "standard_only"}),
+}
+
+
+def check_billing_features(provider: str, endpoint: str, body: Mapping[str, Any]) -> None:
+    """Refuse what the price catalog cannot price or the appliance cannot meter (:class:`UnpricedFeature`).
+
+    * ``background`` Responses runs (``background: true``): the reply is ``queued`` with no usage and
+      the provider bills the run later, on a connection the appliance never sees; the ledger could only
+      ever hold a guess. Refused with ``background_unsupported``.
+    * ``service_tier`` other than the standard ones: a priority tier bills about 2x the catalog rate.
+    * Audio: output audio (``modalities`` with ``"audio"``, the ``audio`` parameter) and input audio
+      parts are billed at audio-token rates (gpt-4o-audio: 16x text input), the catalog has text rates.
+    """
+    if endpoint == "responses" and body.get("background") not in (None, False):
+        raise UnpricedFeature(
+            "background Responses runs are not supported: the provider bills them after the reply, where the "
+            "appliance cannot meter them; send the request without background (stream it for long runs)",
+            code="background_unsupported",
+        )
+    tier = body.get("service_tier")
+    if tier is not None and (not isinstance(tier, str) or tier not in _STANDARD_TIERS.get(provider, frozenset())):
+        allowed = ", ".join(sorted(_STANDARD_TIERS.get(provider, frozenset()))) or "none"
+        raise UnpricedFeature(
+            f"service_tier {tier!r} is billed at rates this appliance does not price; allowed: {allowed}"
+        )
+    modalities = body.get("modalities")
+    if body.get("audio") is not None or (isinstance(modalities, list) and "audio" in modalities):
+        raise UnpricedFeature("audio output is billed at audio-token rates this appliance does not price")
+    for message in _parts(body, "messages"):
+        if message.get("audio") is not None:  # a previous audio answer replayed as input
+            raise UnpricedFeature("audio input is billed at audio-token rates this appliance does not price")
+    if any(_kind(part) in _AUDIO_PART_TYPES for _, part in _content_parts(body)):
+        raise UnpricedFeature("audio input is billed at audio-token rates this appliance does not price")
 
 
 def worst_case_cost(

@@ -309,6 +309,7 @@ def test_non_stream_client_abort_is_charged_the_reservation(appliance: Appliance
             headers={"authorization": f"Bearer {key}", "x-fake-first-byte-delay-ms": "3000"},
             timeout=1.0,
         )
+    wait_requests(provider, 1)  # the provider answered it anyway (and would bill it)
     (row,) = wait_rows(appliance, "task = 'NSA-1'", 1, timeout=15)
     assert row["decision"] == "client_abort" and row["error_code"] == "usage_unreported"
     assert Decimal(str(row["cost_usd"])) == Decimal(str(row["reserved_usd"])) > 0

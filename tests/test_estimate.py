@@ -15,6 +15,8 @@ from visionality.estimate import (
     TOOL_PREAMBLE_TOKENS,
     EstimateError,
     UnboundedInput,
+    UnpricedFeature,
+    check_billing_features,
     input_token_bound,
     media_part_token_bound,
     output_token_bound,
@@ -77,17 +79,57 @@ def test_large_image_bytes_are_replaced_not_added() -> None:
 
 
 @pytest.mark.parametrize(
-    "part",
+    ("container", "part"),
     [
-        {"type": "input_image", "image_url": "https://example.com/cat.png"},  # OpenAI Responses
-        {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}},  # Anthropic
-        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}},
-        {"type": "image", "source": {"type": "file", "file_id": "file_abc"}},  # still one image
+        ("input", {"type": "input_image", "image_url": "https://example.com/cat.png"}),  # OpenAI Responses
+        ("messages", {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}),  # OpenAI chat
+        ("messages", {"type": "image", "source": {"type": "url", "url": "https://example.com/cat.png"}}),  # Anthropic
+        ("messages", {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": "iVBORw0K"}}),
+        ("messages", {"type": "image", "source": {"type": "file", "file_id": "file_abc"}}),  # still one image
     ],
 )
-def test_every_image_shape_is_counted(part: dict[str, Any]) -> None:
-    raw = body({"model": "m", "input": [{"role": "user", "content": [part]}]})
+def test_every_image_shape_is_counted(container: str, part: dict[str, Any]) -> None:
+    raw = body({"model": "m", container: [{"role": "user", "content": [part]}]})
     assert input_token_bound(raw, media_part_tokens=2000) >= 2000
+
+
+@pytest.mark.parametrize(
+    "wrapped",
+    [
+        # Anthropic tool_use.input takes any object and bills it as JSON text (audit finding 3).
+        {"messages": [{"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": "P"}]}]},
+        # OpenAI chat function-call arguments and Responses function calls are text too.
+        {"messages": [{"role": "assistant", "tool_calls": [{"type": "function", "function": {"arguments": "P"}}]}]},
+        {"input": [{"type": "function_call", "call_id": "c", "name": "f", "arguments": "P"}]},
+        {"metadata": "P"},
+        {"messages": [{"role": "user", "content": "hi"}], "tools": [{"type": "function", "parameters": "P"}]},
+    ],
+)
+def test_image_typed_object_outside_a_content_part_is_billed_as_text(wrapped: dict[str, Any]) -> None:
+    """``{"type":"image","data":"word "*40000}`` inside tool_use.input is ~50K text tokens: its bytes stay
+    in the bound, they are not swapped for one image's 2,000 tokens."""
+    payload = {"type": "image", "source": {"type": "base64", "data": "word " * 40_000}, "url": "x", "data": "y"}
+    text = json.dumps(wrapped).replace('"P"', json.dumps(payload))
+    raw = body({"model": "claude-sonnet-4-5", "max_tokens": 10, **json.loads(text)})
+    assert input_token_bound(raw, media_part_tokens=2000) >= len(raw) > 200_000
+
+
+def test_tool_results_and_tool_outputs_carry_real_images() -> None:
+    big = "A" * 500_000
+    anthropic = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": big}}
+    result = {"type": "tool_result", "tool_use_id": "t", "content": [anthropic]}
+    raw = body({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": [result]}]})
+    assert input_token_bound(raw, media_part_tokens=2000) == len(raw) - len(big) + 2000
+    output = {"type": "function_call_output", "call_id": "c", "output": [{"type": "input_image", "image_url": big}]}
+    shot = {"type": "computer_call_output", "call_id": "d", "output": {"type": "computer_screenshot", "image_url": big}}
+    raw = body({"model": "m", "input": [output, shot]})
+    assert input_token_bound(raw, media_part_tokens=1445) == len(raw) - 2 * len(big) + 2 * 1445
+
+
+def test_screenshot_by_short_url_costs_an_image_not_its_bytes() -> None:
+    shot = {"type": "computer_screenshot", "image_url": "https://example.com/s.png"}
+    raw = body({"model": "computer-use-preview", "input": [{"type": "computer_call_output", "output": shot}]})
+    assert input_token_bound(raw, media_part_tokens=1097) > 1097
 
 
 def test_image_hidden_behind_json_escapes_is_still_counted() -> None:
@@ -187,7 +229,8 @@ def test_media_bound_per_model() -> None:
         ("openai", "chat.completions", {"max_tokens": 100, "n": 3}, 300),
         ("openai", "chat.completions", {"max_tokens": None}, 16_384),  # null is absent: the model limit
         ("openai", "chat.completions", {}, 16_384),
-        ("openai", "chat.completions", {"max_tokens": 10**9}, 16_384),  # capped by the model limit
+        # The request's cap is the bound even above the table: the provider enforces it (or refuses, unbilled).
+        ("openai", "chat.completions", {"max_tokens": 10**9}, 10**9),
         ("openai", "completions", {"max_tokens": 50, "n": 2, "best_of": 5}, 250),
         ("openai", "responses", {"max_output_tokens": 2048}, 2048),
         ("openai", "responses", {"max_tokens": 5}, 16_384),  # not a Responses field
@@ -205,6 +248,80 @@ def test_output_bound_without_model_limit() -> None:
     assert output_token_bound("openai", "chat.completions", {}, model_limit=None, default_limit=4096) == 4096
     req = {"max_tokens": 100_000}
     assert output_token_bound("openai", "chat.completions", req, model_limit=None, default_limit=4096) == 100_000
+    assert output_token_bound("openai", "chat.completions", req, model_limit=None, default_limit=None) == 100_000
+
+
+def test_claude_3_7_output_128k_beta_max_tokens_is_the_bound() -> None:
+    """With ``anthropic-beta: output-128k-2025-02-19`` Claude 3.7 Sonnet bills up to 128K output while
+    the table says 64K: the client's own max_tokens is reserved, never lowered to the table's figure."""
+    req = {"max_tokens": 128_000}
+    assert output_token_bound("anthropic", "messages", req, model_limit=64_000, default_limit=None) == 128_000
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "field"),
+    [("chat.completions", "max_completion_tokens"), ("responses", "max_output_tokens"), ("completions", "max_tokens")],
+)
+def test_unknown_output_limit_without_max_tokens_is_refused(endpoint: str, field: str) -> None:
+    """gpt-5-pro bills up to 272K output: a silent 32K default is not a bound. No limit, no cap: refuse."""
+    with pytest.raises(EstimateError) as ei:
+        output_token_bound("openai", endpoint, {}, model_limit=None, default_limit=None, model="gpt-9-pro")
+    assert (ei.value.status, ei.value.code) == (400, "max_tokens_required")
+    assert "openai/gpt-9-pro" in str(ei.value) and field in str(ei.value)
+    assert output_token_bound("openai", endpoint, {}, model_limit=None, default_limit=5000) == 5000  # operator's
+
+
+def test_rejected_prediction_tokens_are_reserved_as_output() -> None:
+    """Predicted Outputs bill rejected prediction tokens at the output rate on top of the completion."""
+    prediction = {"type": "content", "content": "def f():\n    return 1\n" * 1000}
+    req = {"max_completion_tokens": 100, "prediction": prediction}
+    bound = output_token_bound("openai", "chat.completions", req, model_limit=16_384, default_limit=None)
+    assert bound >= 100 + len(prediction["content"].encode())
+
+
+@pytest.mark.parametrize(
+    ("provider", "endpoint", "req", "code"),
+    [
+        ("openai", "responses", {"background": True}, "background_unsupported"),
+        ("openai", "chat.completions", {"service_tier": "priority"}, "unpriced_feature"),
+        ("openai", "responses", {"service_tier": "priority"}, "unpriced_feature"),
+        ("openai", "chat.completions", {"service_tier": "flex"}, "unpriced_feature"),
+        ("openai", "chat.completions", {"service_tier": "scale"}, "unpriced_feature"),
+        ("anthropic", "messages", {"service_tier": "priority"}, "unpriced_feature"),
+        ("openai", "chat.completions", {"modalities": ["text", "audio"]}, "unpriced_feature"),
+        ("openai", "chat.completions", {"audio": {"voice": "alloy", "format": "wav"}}, "unpriced_feature"),
+        (
+            "openai",
+            "chat.completions",
+            {"messages": [{"role": "user", "content": [{"type": "input_audio", "input_audio": {"data": "UklG"}}]}]},
+            "unpriced_feature",
+        ),
+        (
+            "openai",
+            "chat.completions",
+            {"messages": [{"role": "assistant", "audio": {"id": "a_1"}}]},
+            "unpriced_feature",
+        ),
+    ],
+)
+def test_unpriced_features_are_refused(provider: str, endpoint: str, req: dict[str, Any], code: str) -> None:
+    with pytest.raises(UnpricedFeature) as ei:
+        check_billing_features(provider, endpoint, req)
+    assert (ei.value.status, ei.value.code) == (400, code)
+
+
+@pytest.mark.parametrize(
+    ("provider", "endpoint", "req"),
+    [
+        ("openai", "chat.completions", {"service_tier": "auto"}),
+        ("openai", "chat.completions", {"service_tier": "default", "modalities": ["text"]}),
+        ("openai", "responses", {"background": False, "service_tier": None}),
+        ("anthropic", "messages", {"service_tier": "standard_only"}),
+        ("openai", "chat.completions", {"messages": [{"role": "user", "content": "audio"}]}),
+    ],
+)
+def test_standard_billing_passes(provider: str, endpoint: str, req: dict[str, Any]) -> None:
+    check_billing_features(provider, endpoint, req)
 
 
 @pytest.mark.parametrize(
@@ -269,3 +386,13 @@ def test_worst_case_cost_rejects_nonsense(args: tuple[Any, Any], kw: dict[str, A
     prices = {"input_per_token": D("0.000001"), "output_per_token": D("0.000002"), **kw}
     with pytest.raises(EstimateError):
         worst_case_cost(*args, **prices)
+
+
+def test_non_string_types_are_text_not_a_crash() -> None:
+    """``"type": ["image"]`` is nonsense the provider refuses; here it must neither crash nor count as media."""
+    part = {"type": ["image_url"], "image_url": {"url": "x" * 5000}}
+    raw = body({"model": "m", "messages": [{"role": "user", "content": [part]}]})
+    assert input_token_bound(raw, media_part_tokens=10) == len(raw)
+    with pytest.raises(UnpricedFeature):
+        check_billing_features("openai", "chat.completions", {"service_tier": {"tier": "priority"}})
+    check_billing_features("openai", "chat.completions", {"messages": [{"content": [{"type": {"a": 1}}]}]})
