@@ -10,6 +10,15 @@ from .chain import ChainAddon, call_of, fail_closed
 __all__ = ["CommitAddon"]
 
 
+def _reached_upstream(flow: http.HTTPFlow) -> bool:
+    """Whether the request could have reached the provider: the connection to it was set up (TCP, and TLS
+    when upstream is TLS). mitmproxy stamps these as the connection comes up."""
+    conn = flow.server_conn
+    if conn.timestamp_tcp_setup is None:
+        return False
+    return not conn.tls or conn.timestamp_tls_setup is not None
+
+
 class CommitAddon(ChainAddon):
     @fail_closed
     async def request(self, flow: http.HTTPFlow) -> None:
@@ -67,6 +76,7 @@ class CommitAddon(ChainAddon):
                     (resp.headers.get("x-request-id") or resp.headers.get("request-id")) if resp is not None else None
                 ),
                 aborted=aborted or (flow.error is not None),
+                reached=_reached_upstream(flow),
             )
         except Exception:
             # Settling failed (ledger down mid-call): the intent is durable, recovery will charge it.

@@ -368,6 +368,7 @@ class CallPath:
         content_encoding: str | None,
         upstream_request_id: str | None,
         aborted: bool,
+        reached: bool = True,
     ) -> None:
         """Finish a forwarded call: usage -> cost, release the reservation, append the commit row."""
         if call.finished:
@@ -398,6 +399,10 @@ class CallPath:
                 # A stream cut off mid-way (client gone or connection lost): the provider stops generating
                 # when the stream breaks. Input is bounded by what was sent; output is what the meter saw.
                 usage.input_tokens = max(usage.input_tokens, call.input_bound)
+            elif not reached:
+                # The connection to the provider never came up (refused, DNS, TLS): nothing was sent, so
+                # nothing was billed. An outage must not burn every caller's budget at its worst case.
+                pass
             elif status >= 400:
                 # The provider answered an error: not billed. If the answer itself was cut off, charge the
                 # input bound as before (the error may have come after a partial run).
@@ -420,7 +425,10 @@ class CallPath:
         r.input_tokens, r.output_tokens = usage.input_tokens, usage.output_tokens
         r.cached_tokens, r.reasoning_tokens = usage.cached_tokens, usage.reasoning_tokens
         r.cost_usd = cost
-        if aborted:
+        if not reached:
+            r.decision = Decision.UPSTREAM_ERROR
+            r.error_code = r.error_code or "upstream_unreachable"
+        elif aborted:
             r.decision = Decision.CLIENT_ABORT if status == 0 or status < 400 else Decision.UPSTREAM_ERROR
         elif status >= 400 or status == 0:
             r.decision = Decision.UPSTREAM_ERROR

@@ -276,6 +276,26 @@ def test_non_stream_client_abort_is_charged_the_reservation(tmp_path: Path, monk
     run(go)
 
 
+def test_provider_never_reached_is_not_charged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The connection to the provider never came up (outage, refused, TLS failure): nothing was sent, so an
+    outage does not burn every caller's budget at its worst case."""
+    home = make_home(tmp_path)
+    key = issue(home, "--budget", "1")
+
+    async def go() -> None:
+        async with appliance(home, monkeypatch) as app:
+            call = await _reserved(app, key, "/v1/chat/completions", {**CHAT, "max_tokens": 4000})
+            await app.callpath.settle(
+                call, status=0, body=None, content_encoding=None, upstream_request_id=None, aborted=True, reached=False
+            )
+            (row,) = rows(app)
+            assert (row["decision"], row["error_code"]) == ("upstream_error", "upstream_unreachable")
+            assert Decimal(str(row["cost_usd"])) == 0
+            assert await _spent(app, call) == (0, 0)
+
+    run(go)
+
+
 def test_upstream_error_answer_is_not_charged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home = make_home(tmp_path)
     key = issue(home, "--budget", "1")

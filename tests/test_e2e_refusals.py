@@ -223,6 +223,25 @@ def test_upstream_error_is_recorded_and_passed_through(appliance: Appliance, pro
     assert row["decision"] == "upstream_error" and row["http_status"] == 500
 
 
+def test_provider_outage_is_an_upstream_error_charged_nothing(tmp_path: Any, provider: FakeProviderProc) -> None:
+    """Nothing listens where the provider should be: the client gets mitmproxy's 502, the row says the
+    provider was unreachable, and no budget is burned (nothing was sent, nothing billed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]  # a port nobody listens on once this socket closes
+    app = Appliance.create(tmp_path / "home", f"http://127.0.0.1:{dead}")
+    app.start()
+    try:
+        key = app.key(task="DOWN-1", budget="5")
+        r = post(app, "/v1/chat/completions", key=key, json_body=CHAT)
+        assert r.status_code == 502
+        (row,) = wait_rows(app, "task = 'DOWN-1'", 1)
+        assert (row["decision"], row["error_code"]) == ("upstream_error", "upstream_unreachable")
+        assert Decimal(str(row["cost_usd"])) == 0 and Decimal(str(row["reserved_usd"])) > 0
+    finally:
+        app.stop()
+
+
 @pytest.mark.parametrize("stage", ["route", "identify", "pii", "budget", "intent", "forward"])
 def test_a_crashing_hook_refuses_instead_of_forwarding(
     make_appliance: Any, provider: FakeProviderProc, stage: str, monkeypatch: pytest.MonkeyPatch
