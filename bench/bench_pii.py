@@ -1,12 +1,14 @@
 """PII pre-flight speed: our scanner vs vanilla Presidio on the same inputs (issue 5 goals).
 
-Three inputs, cut to 1, 4, 16 and 100 KB:
+Four inputs, cut to 1, 4, 16 and 100 KB:
 
 - "dense": the labelled prompts of tests/pii_corpus.py back to back (code, logs, CSV, JSON with 1-3 PII values
   each: about one value per 120 characters -- far denser than real prompts);
 - "lookalike": the clean corpus -- no PII, but a timestamp, id, hash, version or checksum-failing number every
   ~150 characters (the worst case for a clean prompt: every one is a candidate to validate);
-- "prose": a typical clean prompt, English paragraphs with code blocks and markdown.
+- "prose": a typical clean prompt, English paragraphs with code blocks and markdown;
+- "numeric table": a pasted matrix of two- and three-digit integers ("12 34 56 ...", 16 per row) -- no PII, but
+  every character is a digit or a separator (a red-team input: it took ~87 ms per 4 KB before the sub-run fix).
 
 Vanilla Presidio is ``AnalyzerEngine`` with the ``no_op`` NLP engine and the predefined recognizers, as
 configured out of the box minus the spaCy model (notes/pii-presidio.md); it is slow, so it gets fewer runs.
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import time
@@ -63,15 +66,25 @@ def _prose() -> str:
     return "\n\n".join(parts)
 
 
+def _numeric_table() -> str:
+    rng = random.Random(31)
+    rows: list[str] = []
+    while sum(len(r) + 1 for r in rows) < max(SIZES_KB) * 1024:
+        high = 99 if len(rows) % 3 else 999  # mostly two-digit rows, every third row three-digit
+        rows.append(" ".join(str(rng.randint(10, high)) for _ in range(16)))
+    return "\n".join(rows)
+
+
 def _texts() -> dict[str, str]:
-    """dense: PII-bearing prompts; lookalike: clean but packed with ids/numbers; prose: a typical clean prompt."""
+    """dense: PII-bearing prompts; lookalike: clean but packed with ids/numbers; prose: a typical clean prompt;
+    numeric table: a matrix of small integers."""
     dense = "\n\n".join(p.text for p in labelled_corpus(per_type=60, seed=21))
     lookalike = "\n\n".join(clean_corpus(n=400, seed=23))
     while len(dense) < max(SIZES_KB) * 1024:
         dense += "\n\n" + dense
     while len(lookalike) < max(SIZES_KB) * 1024:
         lookalike += "\n\n" + lookalike
-    return {"dense": dense, "lookalike": lookalike, "prose": _prose()}
+    return {"dense": dense, "lookalike": lookalike, "prose": _prose(), "numeric table": _numeric_table()}
 
 
 def _vanilla() -> Any:

@@ -24,6 +24,7 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from faker import Faker
 
@@ -361,11 +362,22 @@ def _t_email(items: list[_Item], rng: random.Random, fake: Faker) -> LabelledPro
     return b.done()
 
 
+# Timestamps are drawn before this fixed date, not before "now": the corpus (and so the accuracy figures in
+# docs/pii.md) must be the same on every run and every machine.
+_REFERENCE_TIME = datetime(2026, 12, 1, tzinfo=UTC)
+
+
+def _fixed_time_between(fake: Faker, years: int) -> datetime:
+    """A naive UTC datetime in the ``years`` before ``_REFERENCE_TIME`` (seeded by ``fake``; no wall clock)."""
+    start = _REFERENCE_TIME - timedelta(days=365 * years)
+    return fake.date_time_between(start, _REFERENCE_TIME, tzinfo=UTC).replace(tzinfo=None)
+
+
 def _t_log(items: list[_Item], rng: random.Random, fake: Faker) -> LabelledPrompt:
     b = _Builder()
     b.add("Why does this job fail? Logs below.\n```\n")
     for it in items:
-        ts = fake.date_time_between("-1y").isoformat()
+        ts = _fixed_time_between(fake, years=1).isoformat()
         b.add(f"{ts}Z {rng.choice(('INFO', 'WARN', 'ERROR'))} worker-{rng.randint(1, 9)} {fake.word()} ")
         b.add(f"{it.key}=" if it.label else f"{it.label}")
         b.item(it, quote='"' if "\n" in it.value else "")
@@ -382,7 +394,7 @@ def _t_json(items: list[_Item], rng: random.Random, fake: Faker) -> LabelledProm
         b.add(f'  "{key}": ')
         b.item(_Item(it.entity, it.value.replace("\n", "\\n"), it.label, it.key), quote='"')
         b.add(",\n")
-    b.add(f'  "created": "{fake.iso8601()}"\n}}')
+    b.add(f'  "created": "{_fixed_time_between(fake, years=50).isoformat()}"\n}}')
     return b.done()
 
 
@@ -397,7 +409,7 @@ def _t_csv(items: list[_Item], rng: random.Random, fake: Faker) -> LabelledPromp
     for it in flat:
         b.item(it, quote='"' if "," in it.value else "")
         b.add(",")
-    b.add(f"{fake.date()}\n")
+    b.add(f"{_fixed_time_between(fake, years=50).date().isoformat()}\n")
     return b.done()
 
 
@@ -503,14 +515,14 @@ def _bad_aba(rng: random.Random) -> str:
 def _lookalike(rng: random.Random, fake: Faker, fakes: dict[str, Faker]) -> tuple[str, str]:
     """(label, value) of something that is *not* one of the twelve entities (or is allow-listed)."""
     kind = rng.randrange(34)
-    ts = fake.date_time_between("-3y")
+    ts = _fixed_time_between(fake, years=3)
     options: list[Callable[[], tuple[str, str]]] = [
         lambda: ("order ", f"#{rng.randint(100000, 99999999)}"),
         lambda: ("order number ", f"ORD-{rng.randint(2019, 2026)}-{rng.randint(0, 999999):06d}"),
         lambda: ("PO ", str(rng.randint(4500000000, 4599999999))),
         lambda: ("at ", ts.isoformat() + "Z"),
-        lambda: ("epoch ", str(int(ts.timestamp()))),
-        lambda: ("ts_ms=", str(int(ts.timestamp() * 1000))),
+        lambda: ("epoch ", str(int(ts.replace(tzinfo=UTC).timestamp()))),
+        lambda: ("ts_ms=", str(int(ts.replace(tzinfo=UTC).timestamp() * 1000))),
         lambda: ("version ", f"{rng.randint(0, 20)}.{rng.randint(0, 40)}.{rng.randint(0, 200)}"),
         lambda: ("build ", f"10.0.{rng.randint(10000, 22999)}.{rng.randint(100, 4000)}"),
         lambda: (

@@ -65,3 +65,9 @@ def test_false_positive_rate_on_clean_prompts(scanner: PiiScanner) -> None:
     for _, what in flagged[:10]:
         print("  ", what)
     assert rate <= MAX_FP_RATE, f"false-positive rate {rate:.2%} > {MAX_FP_RATE:.0%}: {[w for _, w in flagged[:5]]}"
+
+
+def test_corpus_is_the_same_on_every_run() -> None:
+    """Timestamps used to be drawn relative to the wall clock, so each run scanned (and counted) another corpus."""
+    assert clean_corpus(200) == clean_corpus(200)
+    assert [p.text for p in labelled_corpus(20)] == [p.text for p in labelled_corpus(20)]

@@ -55,3 +55,10 @@ def test_ip_policy(value: str, score: float) -> None:
 def test_version_numbers_are_not_addresses() -> None:
     assert _ip("version 4.2.10.1 out", "4.2.10.1") == 0.0
     assert _ip("v4.2.10.1", "4.2.10.1") == 0.0
+
+
+def test_version_specifiers_are_not_addresses() -> None:
+    for text in ("pip install torch==2.1.0.1", "numpy>=1.26.4.2", "pkg~=3.1.4.1"):
+        start = text.index("=") + 1
+        assert ip_score(text, start, len(text)) == 0.0
+    assert ip_score("HOST=8.8.8.8", 5, 12) == 0.95  # an assignment, not a version

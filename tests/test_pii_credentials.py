@@ -65,3 +65,19 @@ def test_pem_needs_key_material() -> None:
     assert pem_end(header + "\n...\n-----END PRIVATE KEY-----", len(header)) == -1
     encrypted = header + "\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,0011\n\n" + "A" * 64
     assert pem_end(encrypted, len(header)) > 0
+
+
+def test_attack_stripe_test_mode_keys() -> None:
+    assert api_key_score("sk_test_51HqLyjWDarjtT1zdp7dcXm2Ab1Cd3Ef4Gh5") == 1.0
+    assert api_key_score("rk_test_51HqLyjWDarjtT1zdp7dcXm2Ab1Cd3Ef4Gh5") == 1.0
+    assert api_key_score("sk_test_xxxxxxxxxxxxxxxxxxxxxxxxxxxx") == 0.0  # a placeholder
+
+
+def test_attack_pgp_key_with_armor_headers() -> None:
+    block = (
+        "-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v1\nComment: exported\n\n"
+        "lQOYBF0123456789abcdefghijABCDEFGHIJ0123456789abcdefghij+/ABCDEFGH\n=abcd\n"
+    )
+    header_end = block.index("\n")
+    assert pem_end(block, header_end) > header_end
+    assert pem_end("-----BEGIN PGP PRIVATE KEY BLOCK-----\nVersion: GnuPG v1\n\nthat is all", header_end) == -1

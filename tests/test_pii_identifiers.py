@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from visionality.pii import PiiPolicy, PiiScanner
 from visionality.pii.identifiers import iban_end, nino_score
 from visionality.pii.presidio_validators import PresidioValidators
 
@@ -39,3 +40,13 @@ def test_nino_prefix_rules(nino: str, ok: bool) -> None:
 def test_nino_label_raises_score() -> None:
     text = "National Insurance number AB123456C"
     assert nino_score(text, text.index("AB"), len(text)) == 1.0
+
+
+def test_attack_lower_case_iban() -> None:
+    scanner = PiiScanner(PiiPolicy())
+    for iban in ("gb33bukb20201555555555", "gb33 bukb 2020 1555 5555 55"):
+        assert [(f.entity_type, f.end - f.start) for f in scanner.scan_text(f"pay {iban} now")] == [
+            ("IBAN_CODE", len(iban))
+        ]
+    assert scanner.scan_text("example de89370400440532013000") == []  # the registry example, allow-listed
+    assert scanner.scan_text("hash de89370400440532013001") == []  # fails mod 97

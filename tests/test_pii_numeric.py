@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from visionality.pii.numeric import NumericDetector, _card_brand_ok
 from visionality.pii.prepass import iter_candidates
@@ -120,3 +122,52 @@ def test_threshold_floor_skips_weak_readings(detector: NumericDetector) -> None:
     text = "routing 021000021"
     s, e = next((s, e) for k, s, e in iter_candidates(text) if k == "num")
     assert detector.detect(text, s, e, {"PHONE_NUMBER": 0.5}) == []
+
+
+def test_attack_card_with_dots_or_mixed_separators(detector: NumericDetector) -> None:
+    for card in ("5425.2334.3010.9903", "5425 2334-3010 9903", "5425  2334  3010  9903"):
+        assert found(detector, f"pay {card} now") == [("CREDIT_CARD", card)]
+    assert found(detector, "build 5425.23343.010.9903") == []  # loose dotted layouts are versions
+
+
+def test_attack_card_as_an_amount_with_decimals(detector: NumericDetector) -> None:
+    assert found(detector, "amount 5425233430109903.00") == [("CREDIT_CARD", "5425233430109903")]
+    assert found(detector, "pi 3.14159265358979 and 1700000000.123") == []
+
+
+def test_epoch_milliseconds_are_not_cards_even_near_a_card_word(detector: NumericDetector) -> None:
+    # 1708277712094 passes Luhn; the clean corpus flagged it next to "test card" in a log.
+    assert found(detector, "test card 4242 ts_ms=1708277712094") == []
+
+
+def test_attack_numeric_table_costs_linear_time(detector: NumericDetector) -> None:
+    """Every sub-run of a 60-character run used to be classified: a 4 KB table took ~87 ms, 21 KB ~400 ms."""
+    tables = [
+        "\n".join(" ".join(str(10 + (i * 37 + j * 11) % 90) for j in range(16)) for i in range(90)),
+        "12 " * 7000,
+        "123 " * 5000,
+        " ".join(f"{(i * 7) % 100:02d}" for i in range(7000)),
+    ]
+    for table in tables:
+        t0 = time.perf_counter()
+        assert found(detector, table) == []
+        assert time.perf_counter() - t0 < 0.1, table[:20]
+
+
+def test_table_row_of_small_numbers_is_not_a_phone(detector: NumericDetector) -> None:
+    assert found(detector, "row 06 12 34 56 78 91 23 45") == []  # eight two-digit groups: a table row
+    assert found(detector, "tel 06 12 34 56 78") == [("PHONE_NUMBER", "06 12 34 56 78")]
+
+
+def test_hex_dumps_and_dates_with_times_are_not_phones(detector: NumericDetector) -> None:
+    assert found(detector, "00000000  10 4a 5f 00 12 34 56 78  |.J_..4Vx|") == []
+    assert found(detector, "00000010: 0012 3456 7890 1234  ..4Vx..4") == []
+    assert found(detector, "meeting 01/15/2024 09:00 AM") == []
+    assert found(detector, "2024: call 020 7946 0958") == [("PHONE_NUMBER", "020 7946 0958")]
+
+
+def test_order_numbers_and_versions_near_a_phone_word_are_not_phones(detector: NumericDetector) -> None:
+    # From the clean corpus: lorem words "cell"/"phone" happened to sit near these look-alikes.
+    assert found(detector, "cell item, order #70755620.") == []
+    assert found(detector, "phone, version 10.22.156 here") == []
+    assert found(detector, "cell phone 020 7946 0958") == [("PHONE_NUMBER", "020 7946 0958")]

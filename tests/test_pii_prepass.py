@@ -69,3 +69,39 @@ def test_adversarial_input_stays_linear(unit: str) -> None:
     t0 = time.perf_counter()
     list(iter_candidates(text))
     assert time.perf_counter() - t0 < 2.0
+
+
+def test_attack_label_colon_blinds_numeric_candidates() -> None:
+    assert ("num", "536-22-1234") in kinds("SSN:536-22-1234")
+    assert ("num", "5425233430109903") in kinds('{"card":5425233430109903}')
+    assert ("num", "+442079460958") in kinds("tel:+442079460958")
+    assert not [k for k, _ in kinds("at 10:23:45:99887766") if k == "num"]  # after a digit and ":": a clock
+
+
+def test_attack_negative_sign_hides_digits() -> None:
+    assert ("num", "5425233430109903") in kinds("x -5425233430109903")
+    assert ("num", "5425233430109903") in kinds("-5425233430109903")
+    assert kinds("ids 100-20003000 ok") == [("num", "100-20003000")]  # "-" after a digit: a range, not a sign
+
+
+def test_attack_padding_splits_a_digit_run() -> None:
+    """Runs used to be cut every 50-60 characters, so "7 7 7 ... 5425 2334 3010 9903" split the card."""
+    text = "ids " + "7 " * 40 + "5425 2334 3010 9903 end"
+    ((kind, run),) = kinds(text)
+    assert kind == "num" and run.endswith("5425 2334 3010 9903")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "AWS_SECRET=wJalrXUtnFEMI/K7MDENG/bPxRfiCY1234567890",
+        "aws-secret-access-key: wJalrXUtnFEMI/K7MDENG/bPxRfiCY1234567890",
+        "secret-access-key = wJalrXUtnFEMI/K7MDENG/bPxRfiCY1234567890",
+    ],
+)
+def test_attack_aws_secret_under_another_spelling_of_its_name(text: str) -> None:
+    assert ("awssecret", "wJalrXUtnFEMI/K7MDENG/bPxRfiCY1234567890") in kinds(text)
+
+
+def test_attack_stripe_test_key_is_a_candidate() -> None:
+    assert ("secret", "sk_test_51HqLyjWDarjtT1zdp7dcXm2Ab") in kinds("k sk_test_51HqLyjWDarjtT1zdp7dcXm2Ab")

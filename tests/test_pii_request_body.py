@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from visionality.errors import PiiScanError
@@ -76,3 +77,38 @@ def test_bytes_bodies_and_failures_fail_closed() -> None:
         deep = [deep]
     with pytest.raises(PiiScanError, match="nested"):
         texts(deep)
+
+
+def test_attack_json_key_separated_from_its_value() -> None:
+    """Keys used to come first and values later (a LIFO stack), so the "ssn" label was far from its value."""
+    body = {"input": {"ssn": "536221234", "notes": "n" * 150, "routing_number": 11000015}}
+    assert texts(body) == ["input", "ssn", "536221234", "notes", "n" * 150, "routing_number", "11000015"]
+
+
+def test_attack_number_sent_as_float_or_negative() -> None:
+    assert texts({"c": 5425233430109903.0}) == ["c", "5425233430109903"]
+    assert texts({"c": 5.425233430109903e15}) == ["c", "5425233430109903"]
+    assert texts({"c": -5425233430109903}) == ["c", "5425233430109903"]
+    assert texts({"c": 3.25, "d": 1e308, "e": 12.0}) == ["c", "d", "e"]  # fractions, huge, small: not identifiers
+
+
+def test_attack_json_escapes_inside_a_string_value() -> None:
+    assert texts({"arguments": '{"e":"bob\\u0040acme.io"}'}) == ["arguments", "e", "bob@acme.io"]
+    assert texts({"arguments": '{"c":"\\u0035425"}'}) == ["arguments", "c", "5425"]
+    # Without escapes the JSON text is scanned as it is (keys next to values), plus its floats' digits.
+    assert texts({"arguments": '{"c": 5.425233430109903e15}'}) == [
+        "arguments",
+        '{"c": 5.425233430109903e15}',
+        "5425233430109903",
+    ]
+    assert texts({"note": "[not json"}) == ["note", "[not json"]
+
+
+def test_attack_pathological_json_in_strings_fails_closed() -> None:
+    nested = "[]"
+    for _ in range(10):
+        nested = json.dumps([nested])
+    with pytest.raises(PiiScanError, match="inside strings"):
+        texts({"arguments": nested})
+    with pytest.raises(PiiScanError, match="too deeply|nested deeper"):
+        texts({"arguments": "[" * 100_000 + "]" * 100_000})

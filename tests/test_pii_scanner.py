@@ -165,3 +165,159 @@ def test_thread_safe_scans(scanner: PiiScanner) -> None:
 def test_scan_text_rejects_non_text(scanner: PiiScanner) -> None:
     with pytest.raises(PiiScanError):
         scanner.scan_text(b"bytes")  # type: ignore[arg-type]
+
+
+# --- red-team evasions (audit 2026-12), each named after the attack -------------------------------------------
+
+
+SSN_TOOL_INPUT = {"ssn": "536221234", "notes": "n" * 150}
+
+
+def entities(scanner: PiiScanner, text: str) -> list[tuple[str, str]]:
+    return [(f.entity_type, text[f.start : f.end]) for f in scanner.scan_text(text)]
+
+
+@pytest.mark.parametrize(
+    ("text", "entity", "value"),
+    [
+        ("SSN:536-22-1234", "US_SSN", "536-22-1234"),
+        ("SSN:536221234", "US_SSN", "536221234"),
+        ("card:5425233430109903", "CREDIT_CARD", "5425233430109903"),
+        ("cc:5425233430109903", "CREDIT_CARD", "5425233430109903"),
+        ("NHS:6982597911", "UK_NHS", "6982597911"),
+        ("NHS:698 259 7911", "UK_NHS", "698 259 7911"),
+        ("routing:011000015", "US_BANK_ROUTING", "011000015"),
+        ("phone:07911123456", "PHONE_NUMBER", "07911123456"),
+        ("tel:+442079460958", "PHONE_NUMBER", "+442079460958"),
+        ('{"card":5425233430109903}', "CREDIT_CARD", "5425233430109903"),
+        ('{"ssn":536221234,"name":"Bob"}', "US_SSN", "536221234"),
+    ],
+)
+def test_attack_label_glued_to_value_by_a_colon(scanner: PiiScanner, text: str, entity: str, value: str) -> None:
+    assert (entity, value) in entities(scanner, text)
+
+
+def test_clock_times_after_a_colon_stay_clean(scanner: PiiScanner) -> None:
+    assert scanner.scan_text("at 10:23:45 and 2001:4860:1234:5678 and ratio 16:9 sha256:8d1f") == []
+
+
+@pytest.mark.parametrize(
+    ("text", "entity"),
+    [("5425233430109903@example.com", "CREDIT_CARD"), ("536-22-1234@example.org", "US_SSN")],
+)
+def test_attack_allow_listed_email_wrapped_around_a_number(scanner: PiiScanner, text: str, entity: str) -> None:
+    assert [e for e, _ in entities(scanner, text)] == [entity]
+
+
+@pytest.mark.parametrize(
+    ("text", "entity"),
+    [
+        ("card 4539148815550123", "CREDIT_CARD"),  # Luhn-valid, ends in 55501xx
+        ("call +44 20 7555 0123", "PHONE_NUMBER"),  # London, not NANP fiction
+    ],
+)
+def test_attack_fiction_phone_glob_allows_other_types(scanner: PiiScanner, text: str, entity: str) -> None:
+    assert [e for e, _ in entities(scanner, text)] == [entity]
+    assert scanner.scan_text("call (212) 555-0123 or +1 212 555 0199") == []  # NANP fiction still passes
+
+
+@pytest.mark.parametrize(
+    ("text", "entity"),
+    [
+        ("card 5425\u00a02334 3010 9903", "CREDIT_CARD"),  # no-break space
+        ("card 5425\u200b2334\u200b3010\u200b9903", "CREDIT_CARD"),  # zero-width space
+        ("card 5425\u00ad2334\u00ad3010\u00ad9903", "CREDIT_CARD"),  # soft hyphen
+        ("card 5425\u20602334\ufeff3010 9903", "CREDIT_CARD"),  # word joiner, BOM
+        ("card " + "".join(chr(0xFF10 + int(d)) for d in "5425233430109903"), "CREDIT_CARD"),  # full-width
+        ("NHS 698\u00a0259\u00a07911", "UK_NHS"),
+        ("SSN 536\u201322\u20131234", "US_SSN"),  # en dashes
+        ("mail jane\u200b@acme-corp.com", "EMAIL_ADDRESS"),
+        ("mail jane\uff20acme-corp.com", "EMAIL_ADDRESS"),  # full-width @
+    ],
+)
+def test_attack_invisible_and_look_alike_characters(scanner: PiiScanner, text: str, entity: str) -> None:
+    found = scanner.scan_text(text)
+    assert [f.entity_type for f in found] == [entity]
+    # Spans point into the original text, invisible characters included.
+    (f,) = found
+    assert text[f.start].isalnum() and text[f.end - 1].isalnum() and f.end == len(text)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "5425.2334.3010.9903",
+        "5425 2334-3010 9903",
+        "5425  2334  3010  9903",
+        "5425 - 2334 - 3010 - 9903",
+        "5425\t2334\t3010\t9903",
+    ],
+)
+def test_attack_card_with_dots_or_mixed_separators(scanner: PiiScanner, text: str) -> None:
+    assert entities(scanner, f"card {text} ok") == [("CREDIT_CARD", text)]
+
+
+def test_attack_card_split_by_padding_digits(scanner: PiiScanner) -> None:
+    for pad in ("7 " * 40, "123 " * 30, "12 " * 1000):
+        assert entities(scanner, f"ids {pad}5425 2334 3010 9903 end") == [("CREDIT_CARD", "5425 2334 3010 9903")]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": [{"role": "assistant", "content": [{"type": "tool_use", "input": SSN_TOOL_INPUT}]}]},
+        {"input": {"routing_number": "011000015", "notes": "word " * 30}},
+        {"input": {"nhs_number": "6982597911", "notes": "word " * 30}},
+        {"input": {"phone": "4155552671", "notes": "word " * 30}},
+    ],
+)  # fmt: skip
+def test_attack_json_key_separated_from_its_value(scanner: PiiScanner, body: dict[str, object]) -> None:
+    assert sum(scanner.scan_request("anthropic", "messages", body, None).values()) == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"card": 5425233430109903.0},
+        {"card": 5.425233430109903e15},
+        {"card": -5425233430109903},
+        {"arguments": '{"card": 5425233430109903.0}'},
+        {"input": "card -5425233430109903"},
+        {"input": "amount 5425233430109903.00"},
+    ],
+)
+def test_attack_card_sent_as_float_or_negative(scanner: PiiScanner, body: dict[str, object]) -> None:
+    assert scanner.scan_request("openai", "responses", body, None) == {"CREDIT_CARD": 1}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "entity"),
+    [
+        ('{"e":"bob\\u0040acme.io"}', "EMAIL_ADDRESS"),
+        ('{"c":"\\u0035425233430109903"}', "CREDIT_CARD"),
+        (json.dumps({"inner": '{"e":"bob\\u0040acme.io"}'}), "EMAIL_ADDRESS"),  # JSON in JSON in JSON
+    ],
+)
+def test_attack_unicode_escapes_in_tool_call_arguments(scanner: PiiScanner, arguments: str, entity: str) -> None:
+    body = {"messages": [{"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": arguments}}]}]}
+    assert scanner.scan_request("openai", "chat.completions", body, None) == {entity: 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\n".join(" ".join(str(10 + (i * 37 + j * 11) % 90) for j in range(16)) for i in range(90))[:4096],
+        "12 " * 7000,
+        "\n".join(" ".join(f"{(i * 7 + j) % 100:02d}" for j in range(12)) for i in range(400))[:16_384],
+    ],
+    ids=["matrix-4k", "12x7000", "zero-padded-matrix-16k"],
+)
+def test_attack_numeric_table_is_not_refused_by_the_deadline(text: str) -> None:
+    """A 4 KB table of two-digit numbers took 87 ms (sub-runs of every length); 16-21 KB hit the deadline."""
+    strict = PiiScanner(PiiPolicy(deadline_ms=250))
+    assert strict.scan_text(text) == []
+
+
+def test_attack_zero_width_space_instead_of_one_separator(scanner: PiiScanner) -> None:
+    text = "ids 1234 card 5425\u200b2334 3010 9903"
+    assert [f.entity_type for f in scanner.scan_text(text)] == ["CREDIT_CARD"]

@@ -17,6 +17,8 @@ from .presidio_validators import PresidioValidators
 __all__ = ["email_score", "ip_score"]
 
 _VERSION_WORDS: Final = ContextWords(["version", "release", "build", "ver", "firmware", "sdk", "api level"])
+# PEP 440 comparison operators: what follows them in a requirements line is a version.
+_VERSION_OPERATORS: Final = frozenset({"==", ">=", "<=", "~=", "!="})
 _DOC_NETS: Final = tuple(
     ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")
 )
@@ -44,6 +46,8 @@ def ip_score(text: str, start: int, end: int) -> float:
         return 0.0
     if start > 0 and text[start - 1] in "vV":
         return 0.0
+    if text[max(0, start - 2) : start] in _VERSION_OPERATORS:
+        return 0.0  # "torch==2.1.0.1", "numpy>=1.26.4.2": a PEP 440 version specifier
     if _VERSION_WORDS.found_before(text, start, window=24):
         return 0.0  # "version 4.2.10.1": four-part version numbers parse as IPv4
     if address.is_loopback or address.is_unspecified or address.is_link_local or address.is_multicast:

@@ -3,21 +3,32 @@
 An entry is a literal value or a glob (``*``, ``?``, ``[...]``, fnmatch syntax), compared after the same
 normalisation as the finding: separators (spaces, ``-``, ``.``, ``(``, ``)``) are dropped from numbers and
 identifiers, and e-mail addresses are compared case-insensitively. So ``4111 1111 1111 1111`` also allows
-``4111-1111-1111-1111``, and ``*55501??`` allows every NANP 555-01xx fiction number in any format.
+``4111-1111-1111-1111``, and ``[23456789]??55501??`` allows every NANP 555-01xx fiction number
+written as ten digits in any layout.
+
+Each entry applies to some detectors only (a red-team audit found the old ``*55501??`` letting through a
+Luhn-valid card ``4539148815550123`` and the UK number ``+44 20 7555 0123``):
+
+- ``TYPE:value`` (``PHONE_NUMBER:*555-01??``) applies to that detector only;
+- a value listed in ``scopes`` (the default entries, policy.py ``DEFAULT_ALLOW_SCOPES``) to the detectors given;
+- any other entry with ``@`` to e-mail findings only, and one without ``@`` to every other detector.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Final
 
-__all__ = ["AllowList"]
+from .findings import ENTITY_TYPES
+
+__all__ = ["AllowList", "entry_scope"]
 
 _SEPARATORS: Final = re.compile(r"[\s\-.()]")
 # Types whose dots are part of the value, not a separator.
 _KEEP_DOTS: Final = frozenset({"EMAIL_ADDRESS", "IP_ADDRESS", "API_KEY", "PRIVATE_KEY"})
+_NOT_EMAIL: Final = frozenset(ENTITY_TYPES) - {"EMAIL_ADDRESS"}
 
 
 def _normalise(entity_type: str, value: str) -> str:
@@ -25,24 +36,35 @@ def _normalise(entity_type: str, value: str) -> str:
         return value.strip().lower()
     if entity_type in _KEEP_DOTS:
         return value.strip()
+    if entity_type == "IBAN_CODE":
+        return _SEPARATORS.sub("", value).upper()  # "de89 3704 ..." is the registry example all the same
     return _SEPARATORS.sub("", value)
+
+
+def entry_scope(entry: str, scopes: Mapping[str, frozenset[str]]) -> tuple[frozenset[str], str]:
+    """(the detectors ``entry`` applies to, its value without a ``TYPE:`` prefix)."""
+    prefix, colon, rest = entry.partition(":")
+    if colon and prefix in ENTITY_TYPES:
+        return frozenset({prefix}), rest
+    if entry in scopes:
+        return scopes[entry], entry
+    return (frozenset({"EMAIL_ADDRESS"}) if "@" in entry else _NOT_EMAIL), entry
 
 
 class AllowList:
     """Compiled once per scanner; matching is one regex test per finding."""
 
-    def __init__(self, entries: Iterable[str]) -> None:
-        self._entries = tuple(entries)
+    def __init__(self, entries: Iterable[str], scopes: Mapping[str, frozenset[str]] | None = None) -> None:
+        self._entries = tuple(entry_scope(entry, scopes or {}) for entry in entries)
         self._compiled: dict[str, re.Pattern[str] | None] = {}
 
     def _pattern(self, entity_type: str) -> re.Pattern[str] | None:
         if entity_type not in self._compiled:
-            parts = []
-            for entry in self._entries:
-                # An e-mail entry only applies to e-mail findings and vice versa.
-                if ("@" in entry) != (entity_type == "EMAIL_ADDRESS"):
-                    continue
-                parts.append(fnmatch.translate(_normalise(entity_type, entry)))
+            parts = [
+                fnmatch.translate(_normalise(entity_type, value))
+                for types, value in self._entries
+                if entity_type in types
+            ]
             self._compiled[entity_type] = re.compile("|".join(parts)) if parts else None
         return self._compiled[entity_type]
 

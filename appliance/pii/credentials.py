@@ -23,6 +23,10 @@ _MIN_BODY: Final[tuple[tuple[str, int], ...]] = (
     ("sk-", 32),  # OpenAI legacy: sk-<48 alphanumerics>
     ("sk_live_", 24),  # Stripe secret key
     ("rk_live_", 24),  # Stripe restricted key
+    # Stripe test-mode keys: no money moves, but they read and write the account's test data (customers'
+    # e-mails and names end up there too), and Stripe tells users to keep them secret like live keys.
+    ("sk_test_", 24),
+    ("rk_test_", 24),
     ("github_pat_", 70),  # GitHub fine-grained PAT: 22 + "_" + 59
     ("ghp_", 36),  # GitHub classic tokens: 36 base62 characters, the last 6 a CRC32 checksum
     ("gho_", 36),
@@ -74,10 +78,12 @@ def aws_secret_score(token: str) -> float:
     return 1.0 if classes >= 2 and len(set(token)) >= 15 else 0.0
 
 
-# After the BEGIN line: optional RFC 1421 headers (encrypted PKCS#1), then base64 text. Literal "\n" escapes
+# After the BEGIN line: optional RFC 1421 headers (encrypted PKCS#1) or OpenPGP armor headers (RFC 4880
+# §6.2: "Version:", "Comment:", ...; GnuPG 1.x writes "Version: GnuPG v1"), then base64 text. Literal "\n" escapes
 # count as line breaks, since keys pasted from .env files and JSON arrive that way.
 _PEM_BODY: Final = re.compile(
-    r"(?:\s|\\[nr]|Proc-Type:[^\n\\]{0,80}|DEK-Info:[^\n\\]{0,120}){1,12}[A-Za-z0-9+/=]{32,}(?:(?:\s|\\[nr])*[A-Za-z0-9+/=]+){0,400}"
+    r"(?:\s|\\[nr]|Proc-Type:[^\n\\]{0,80}|DEK-Info:[^\n\\]{0,120}"
+    r"|(?:Version|Comment|Hash|Charset|MessageID):[^\n\\]{0,200}){1,12}[A-Za-z0-9+/=]{32,}(?:(?:\s|\\[nr])*[A-Za-z0-9+/=]+){0,400}"
 )
 
 

@@ -23,7 +23,7 @@ def iban_end(text: str, start: int, end: int, validators: PresidioValidators) ->
     """
     cut = end
     while cut - start >= 15:  # Norway, the shortest IBAN, has 15 characters
-        if validators.iban_ok(text[start:cut]):
+        if validators.iban_ok(text[start:cut].upper()):  # "gb33bukb...": the registry formats are upper case
             return cut
         space = max(text.rfind(" ", start, cut), text.rfind("-", start, cut))
         if space <= start:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Final
 
 import phonenumbers
@@ -27,6 +28,7 @@ __all__ = ["PHONE_REGIONS", "NumericDetector"]
 PHONE_REGIONS: Final[tuple[str, ...]] = ("GB", "DE", "FR", "NL", "IT", "ES")
 _NANP: Final = "US"  # phonenumbers validates any NANP member (CA, ...) when parsing with region US
 
+_VERSION_WORDS: Final = ContextWords(["version", "release", "build", "ver", "firmware", "sdk"])
 _CARD_WORDS: Final = ContextWords(
     ["card", "cards", "credit card", "visa", "mastercard", "amex", "discover", "jcb", "diners", "maestro", "pan", "cc"]
 )
@@ -44,6 +46,25 @@ _PHONE_WORDS: Final = ContextWords([
 # How NANP numbers are written: 2125550123, 212 555 0123, (212) 555-0123, 1-212-555-0123, 212-5550123.
 _NANP_GROUPINGS: Final = frozenset({(10,), (3, 3, 4), (1, 3, 3, 4), (11,), (3, 7), (1, 10)})
 _DIGITS: Final = re.compile(r"\d+")
+# Unix time in milliseconds from 2001-09-09 to 2036-07-18: thirteen bare digits led by "1", which no issuer
+# range of a 13-digit card starts with (Visa 4, Maestro 50/56-69); 1 in 10 pass Luhn, and logs are full of them.
+_EPOCH_MS_LOW: Final = 1_000_000_000_000
+_EPOCH_MS_HIGH: Final = 2_100_000_000_000
+# The most digit groups a sub-run may have: "+33 (0)1 23 45 67 89" is seven.
+_MAX_GROUPS: Final = 7
+_FOUR_DIGITS: Final = re.compile(r"\d{4}")
+_TRUNK_OR_LEAD: Final = re.compile(r"(?<!\d)0|[+(]")
+# Where the separators of a printed card are (after 4, 8, 12, 16 digits; Amex/Diners after 4 and 10).
+_CARD_CUTS_4: Final = frozenset({4, 8, 12, 16})
+_CARD_CUTS_AMEX: Final = frozenset({4, 10})
+# A day-month-year or year-month-day date inside a run, same separator twice.
+_DATE: Final = re.compile(r"(?<!\d)(?:\d{1,2}([/.\-])\d{1,2}\1\d{4}|\d{4}([/.\-])\d{1,2}\2\d{1,2})(?!\d)")
+# A hex dump line: an offset of 7-8 hex digits, ":" (xxd) or two spaces (hexdump -C, od -A x), then bytes in
+# groups of two or four hex digits.
+_HEX_DUMP_LINE: Final = re.compile(r"[ \t]*[0-9a-fA-F]{7,8}(?::|  ) ?[0-9a-fA-F]{2}(?:[0-9a-fA-F]{2})? [0-9a-fA-F]{2}")
+# Hex dump lines are at most ~80 characters: a run further than this from a line start is on no such line.
+_HEX_DUMP_WIDTH: Final = 100
+_CARD_SEPARATOR: Final = re.compile(r"[ \t\-]{1,3}")
 _EXTENSION: Final = re.compile(r"[ ]?(?:x|ext\.?|#)[ ]?(\d{1,6})$")
 # ABA routing numbers: the first two digits are a Federal Reserve district (01-12), thrift (21-32), electronic
 # (61-72) or traveller's cheque (80) prefix (ABA Routing Number Policy, "Routing number structure").
@@ -81,6 +102,43 @@ def _card_brand_ok(d: str) -> bool:
     if p2 == 50 or 56 <= p2 <= 69 or p4 in (604, 6390):  # Maestro (incl. 0604), RuPay 60/65, Verve 506/650
         return 12 <= n <= 19
     return d.startswith("0604") and 12 <= n <= 19
+
+
+# Group layouts of the fixed-format numbers: SSN 3-2-4, NHS 3-3-4, routing 4-4-1, and the bare forms.
+_FIXED_LAYOUTS: Final = frozenset({(3, 2, 4), (3, 3, 4), (4, 4, 1), (9,), (10,)})
+
+
+def _on_hex_dump_line(text: str, start: int) -> bool:
+    """Whether ``start`` is on a line that begins like a hex dump (looked for at most _HEX_DUMP_WIDTH back)."""
+    lo = max(0, start - _HEX_DUMP_WIDTH)
+    line_start = text.rfind("\n", lo, start) + 1
+    if line_start == 0 and lo > 0:
+        return False  # the line is longer than any hex dump line
+    return _HEX_DUMP_LINE.match(text, line_start) is not None
+
+
+def _card_grouping_ok(lens: Sequence[int]) -> bool:
+    """Printed cards group 4-4-4-4(-3), 4-6-5 (Amex) or 4-6-4 (Diners): no group but the last is short.
+
+    A separator may be missing ("5425\u200b2334 3010 9903" once the zero-width space is folded away), but the
+    ones present must sit where a printed card has them.
+    """
+    if len(lens) == 1 or all(4 <= g <= 6 for g in lens[:-1]):
+        return True
+    cuts = set(accumulate(lens[:-1]))
+    return cuts <= _CARD_CUTS_4 or cuts <= _CARD_CUTS_AMEX
+
+
+def _layout_possible(lens: tuple[int, ...], n: int, phone_marked: bool) -> bool:
+    """Whether some detector could accept digit groups of these lengths (``_classify``'s shape gates, cheaply).
+
+    ``phone_marked``: a "+", "(", trunk "0" or phone word makes any phone layout possible.
+    """
+    if 12 <= n <= 19 and _card_grouping_ok(lens):
+        return True  # a card
+    if lens in _FIXED_LAYOUTS or lens in _NANP_GROUPINGS:
+        return True
+    return phone_marked and 7 <= n <= 15
 
 
 @dataclass(slots=True)
@@ -126,31 +184,85 @@ class NumericDetector:
         if m:
             extension = m.group(1)
             span = span[: m.start()]
+        if _FOUR_DIGITS.search(span) is None:
+            # Only groups of one to three digits ("12 34 56", "1 2-3.4", "123 456 789"): no card, SSN, NHS or
+            # routing layout, only a phone number, and that needs a trunk "0", a "+"/"(" or a label -- and is no
+            # longer than seven groups: a longer row of small numbers is a table (checked in C, before any
+            # Python per group).
+            if len(_DIGITS.findall(span)) > _MAX_GROUPS:
+                return []
+            if "PHONE_NUMBER" not in floors or (
+                _TRUNK_OR_LEAD.search(span) is None and not _PHONE_WORDS.found_before(text, start)
+            ):
+                return []
         groups = [(start + g.start(), start + g.end()) for g in _DIGITS.finditer(span)]
-        if not groups or (len(groups) == 2 and text[groups[0][1] : groups[1][0]] in (".", ",")):
-            return []  # "53.916326", "1,234": a decimal number, none of the five types
+        if not groups:
+            return []
+        if len(groups) == 2 and text[groups[0][1] : groups[1][0]] in (".", ","):
+            if groups[0][1] - groups[0][0] < 12 or groups[1][1] - groups[1][0] > 2:
+                return []  # "53.916326", "1,234": a decimal number, none of the five types
+            # "5425233430109903.0": a JSON float (or an amount) whose integer part is a card number.
+            return self._classify(text, self._run(text, groups, 0, 0, ""), floors)
         whole = self._run(text, groups, 0, len(groups) - 1, extension)
         found = self._classify(text, whole, floors)
         if found or len(groups) == 1:
             return found
-        # Sub-runs, longest first; a sub-run overlapping an accepted one is skipped.
+        found.extend(self._sub_runs(text, groups, extension, floors, _labelled(_PHONE_WORDS, text, whole)))
+        return found
+
+    def _sub_runs(
+        self,
+        text: str,
+        groups: list[tuple[int, int]],
+        extension: str,
+        floors: Mapping[str, float],
+        phone_label: bool,
+    ) -> list[Finding]:
+        """Findings in the sub-runs of groups, longest first; a sub-run overlapping an accepted one is skipped.
+
+        Linear in the number of groups: a sub-run has at most ``_MAX_GROUPS`` groups, and only starts that can
+        begin some entity's layout are tried (a red-team "12 34 56 ..." table took 87 ms per 4 KB when every
+        window of every length was classified). ``phone_label`` is whether the run as a whole has a phone word
+        before it: a sub-run's label can only come from there (a run holds no words).
+        """
+        count = len(groups)
+        lens = [e - s for s, e in groups]
+        digits_before = [0]
+        for g in lens:
+            digits_before.append(digits_before[-1] + g)
         # Split only where the run has whitespace: "0.16469.1823" inside "10.0.16469.1823" is no token.
-        cuts = {k for k in range(1, len(groups)) if text[groups[k - 1][1] : groups[k][0]].isspace()}
-        subs = [
-            (i, j)
-            for i in range(len(groups))
-            for j in range(i, len(groups))
-            if (i, j) != (0, len(groups) - 1)
-            and (i == 0 or i in cuts)
-            and (j == len(groups) - 1 or j + 1 in cuts)
-            and 8 <= sum(e - s for s, e in groups[i : j + 1]) <= 19
-        ]
-        subs.sort(key=lambda ij: -sum(e - s for s, e in groups[ij[0] : ij[1] + 1]))
-        used = [False] * len(groups)
-        for i, j in subs:
+        cut = [k == 0 or text[groups[k - 1][1] : groups[k][0]].isspace() for k in range(count)] + [True]
+        subs: list[tuple[int, int, int]] = []  # (-digits, first group, last group)
+        for i in range(count):
+            if not cut[i]:
+                continue
+            s = groups[i][0]
+            lead = text[s - 1 : s] in ("+", "(")
+            trunk = text[s] == "0"
+            if phone_label or lead or trunk:
+                most = _MAX_GROUPS  # any phone layout: "+33 (0)1 23 45 67 89", "06 12 34 56 78"
+            elif lens[i] >= 4:
+                most = 5  # a card, 4-4-4-4-3; routing 4-4-1; a bare number
+            elif lens[i] == 3:
+                most = 3  # SSN 3-2-4, NHS / NANP 3-3-4, NANP 3-7
+            elif lens[i] == 1 and text[s] == "1":
+                most = 4  # NANP 1-212-555-0123
+            else:
+                continue  # "12 34 56": two digits without a trunk "0", a "+" or a label begin no layout
+            for j in range(i, min(count, i + most)):
+                n = digits_before[j + 1] - digits_before[i]
+                if n > 19:
+                    break
+                if n >= 8 and cut[j + 1] and (i, j) != (0, count - 1):
+                    if _layout_possible(tuple(lens[i : j + 1]), n, phone_label or lead or trunk):
+                        subs.append((-n, i, j))
+        subs.sort()
+        found: list[Finding] = []
+        used = [False] * count
+        for _, i, j in subs:
             if any(used[i : j + 1]):
                 continue
-            sub = self._run(text, groups, i, j, extension if j == len(groups) - 1 else "")
+            sub = self._run(text, groups, i, j, extension if j == count - 1 else "")
             hits = self._classify(text, sub, floors)
             if hits:
                 found.extend(hits)
@@ -207,15 +319,21 @@ class NumericDetector:
         return out
 
     def _card(self, text: str, run: _Run, n: int, uniform: bool, sep: str) -> float:
-        if not 12 <= n <= 19 or not uniform or sep not in ("", " ", "-"):
+        if not 12 <= n <= 19:
             return 0.0
-        # Printed cards group 4-4-4-4(-3), 4-6-5 (Amex) or 4-6-4 (Diners): no group but the last is short.
-        if len(run.lens) > 1 and any(not 4 <= g <= 6 for g in run.lens[:-1]):
+        if not _card_grouping_ok(run.lens):
             return 0.0
+        # Spaces and dashes, mixed or doubled ("5425 2334-3010 9903", "5425  2334"), or dots between exact
+        # groups of four ("5425.2334.3010.9903"; looser dotted layouts are versions and amounts).
+        if not all(_CARD_SEPARATOR.fullmatch(s) for s in run.seps):
+            if not (uniform and sep == "." and all(g == 4 for g in run.lens)):
+                return 0.0
         if not self._v.luhn_ok(run.digits):
             return 0.0
         if _card_brand_ok(run.digits):
             return 1.0
+        if len(run.lens) == 1 and _EPOCH_MS_LOW <= int(run.digits) < _EPOCH_MS_HIGH:
+            return 0.0  # "ts_ms=1708277712094": a millisecond timestamp, and no issuer uses these prefixes
         # Luhn passes for one number in ten: without a known issuer range it needs a card word nearby.
         return 0.7 if _labelled(_CARD_WORDS, text, run) else 0.3
 
@@ -274,7 +392,15 @@ class NumericDetector:
                 return 0.0  # 2024-01-15, 15/01/2024, 15.01.2024: dates, not phones
         if "." in run.seps and any(not 2 <= g <= 4 for g in run.lens[1:]):
             return 0.0  # "10.0.19045.3693", "3.14159": dotted phones group digits in twos to fours
+        if text[run.start - 1 : run.start] == "#":
+            return 0.0  # "order #70755620", "#91966821": an order or ticket number, never how a phone is written
+        if "." in run.seps and _VERSION_WORDS.found_before(text, run.start, window=24):
+            return 0.0  # "version 10.22.156"
         candidate = text[run.start : run.end]
+        if _DATE.search(candidate):
+            return 0.0  # "01/15/2024 09" (before ":00 AM"): a date and the hour after it
+        if _on_hex_dump_line(text, run.start):
+            return 0.0  # "00000010  00 12 34 56 78 ...": byte values on an `xxd`/`hexdump -C` line
         if run.extension:
             candidate = f"{candidate} ext. {run.extension}"
         labelled = _labelled(_PHONE_WORDS, text, run)

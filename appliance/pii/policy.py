@@ -28,7 +28,7 @@ from typing import Any, Final, Literal
 from ..errors import ConfigError
 from .findings import ENTITY_TYPES
 
-__all__ = ["DEFAULT_ALLOW_LIST", "DEFAULT_THRESHOLD", "DetectorPolicy", "PiiPolicy"]
+__all__ = ["DEFAULT_ALLOW_LIST", "DEFAULT_ALLOW_SCOPES", "DEFAULT_THRESHOLD", "DetectorPolicy", "PiiPolicy"]
 
 Action = Literal["block", "allow"]
 
@@ -39,32 +39,46 @@ DEFAULT_THRESHOLD: Final = 0.5
 
 # Values published as test or documentation examples. They are not anybody's data, and prompts about
 # payment, AWS or e-mail code quote them constantly; blocking them would teach users to route around us.
-DEFAULT_ALLOW_LIST: Final[tuple[str, ...]] = (
+# Each is allowed only for the detector(s) it is an example of: 555-01xx is a fiction *NANP phone* number range
+# and must not also let through a Luhn-valid card or a UK number that happens to contain 55501xx (the entry
+# used to be "*55501??" for every type: 4539148815550123 and +44 20 7555 0123 passed).
+_DEFAULT_ALLOW: Final[tuple[tuple[str, tuple[str, ...]], ...]] = (
     # Card-network / PSP test numbers (Visa, Stripe, Mastercard, Amex, Discover test PANs).
-    "4111 1111 1111 1111",
-    "4242 4242 4242 4242",
-    "4012 8888 8888 1881",
-    "5555 5555 5555 4444",
-    "5105 1051 0510 5100",
-    "3782 822463 10005",
-    "3714 496353 98431",
-    "6011 1111 1111 1117",
+    ("4111 1111 1111 1111", ("CREDIT_CARD",)),
+    ("4242 4242 4242 4242", ("CREDIT_CARD",)),
+    ("4012 8888 8888 1881", ("CREDIT_CARD",)),
+    ("5555 5555 5555 4444", ("CREDIT_CARD",)),
+    ("5105 1051 0510 5100", ("CREDIT_CARD",)),
+    ("3782 822463 10005", ("CREDIT_CARD",)),
+    ("3714 496353 98431", ("CREDIT_CARD",)),
+    ("6011 1111 1111 1117", ("CREDIT_CARD",)),
     # AWS documentation access key id and secret key (docs.aws.amazon.com, "Understanding access keys").
-    "AKIAIOSFODNN7EXAMPLE",
-    "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+    ("AKIAIOSFODNN7EXAMPLE", ("AWS_ACCESS_KEY",)),
+    ("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", ("AWS_ACCESS_KEY",)),
     # RFC 2606 reserved example domains (sub-domains too).
-    "*@example.com",
-    "*@*.example.com",
-    "*@example.org",
-    "*@*.example.org",
-    "*@example.net",
-    "*@*.example.net",
-    # NANP fictional numbers 555-0100..555-0199 (ATIS/NANPA "555 line numbers" for fiction), any area code.
-    "*55501??",
-    # The NHS Digital documentation example number and the IBAN registry's example IBANs.
-    "943 476 5919",
-    "GB82 WEST 1234 5698 7654 32",
-    "DE89 3704 0044 0532 0130 00",
+    ("*@example.com", ("EMAIL_ADDRESS",)),
+    ("*@*.example.com", ("EMAIL_ADDRESS",)),
+    ("*@example.org", ("EMAIL_ADDRESS",)),
+    ("*@*.example.org", ("EMAIL_ADDRESS",)),
+    ("*@example.net", ("EMAIL_ADDRESS",)),
+    ("*@*.example.net", ("EMAIL_ADDRESS",)),
+    # NANP fictional numbers 555-0100..555-0199 (ATIS/NANPA "555 line numbers" for fiction), any area code,
+    # with or without the country code 1: NANP numbers only, so "+44 20 7555 0123" is still a London number.
+    # (No "-" ranges inside the brackets: the allow-list drops "-" from entries like from values.)
+    ("[23456789]??55501??", ("PHONE_NUMBER",)),
+    ("1[23456789]??55501??", ("PHONE_NUMBER",)),
+    ("+1[23456789]??55501??", ("PHONE_NUMBER",)),
+    # The NHS Digital documentation example number (ten digits, so also a phone number's shape) and the IBAN
+    # registry's example IBANs.
+    ("943 476 5919", ("UK_NHS", "PHONE_NUMBER")),
+    ("GB82 WEST 1234 5698 7654 32", ("IBAN_CODE",)),
+    ("DE89 3704 0044 0532 0130 00", ("IBAN_CODE",)),
+)
+DEFAULT_ALLOW_LIST: Final[tuple[str, ...]] = tuple(value for value, _ in _DEFAULT_ALLOW)
+# The detectors each default entry applies to; the allow-list applies the same scope when a user lists one of
+# these values again. Other entries are scoped with a "TYPE:" prefix (allow_list.py).
+DEFAULT_ALLOW_SCOPES: Final[Mapping[str, frozenset[str]]] = MappingProxyType(
+    {value: frozenset(types) for value, types in _DEFAULT_ALLOW}
 )
 
 

@@ -20,8 +20,9 @@ from .allow_list import AllowList
 from .credentials import api_key_score, aws_key_score, aws_secret_score, jwt_score, pem_end
 from .findings import ENTITY_TYPES, Finding
 from .identifiers import iban_end, nino_score
+from .normalise import fold
 from .numeric import NumericDetector
-from .policy import DetectorPolicy, PiiPolicy
+from .policy import DEFAULT_ALLOW_SCOPES, DetectorPolicy, PiiPolicy
 from .prepass import iter_candidates
 from .presidio_validators import PresidioValidators
 from .request_body import iter_request_texts
@@ -62,7 +63,7 @@ class PiiScanner:
         except Exception as e:  # presidio/phonenumbers/tldextract setup errors: wrap, never leak
             raise PiiScanError(f"PII scanner could not start: {type(e).__name__}") from e
         self._policy = policy
-        self._allow = AllowList(policy.allow_list)
+        self._allow = AllowList(policy.allow_list, DEFAULT_ALLOW_SCOPES)
         self._allow.warm(ENTITY_TYPES)
         self._deadline_s = policy.deadline_ms / 1000.0
 
@@ -95,12 +96,16 @@ class PiiScanner:
             raise PiiScanError(f"PII scan failed closed: expected text, got {type(text).__name__}")
         return self._scan(text, project, time.perf_counter() + self._deadline_s)
 
-    def _scan(self, text: str, project: str | None, deadline: float) -> list[Finding]:
+    def _scan(self, original: str, project: str | None, deadline: float) -> list[Finding]:
         detectors = self._policy.for_project(project)
         floors = {name: d.threshold for name, d in detectors.items() if d.enabled}
         wanted = frozenset(floors)
-        if not wanted or not text:
+        if not wanted or not original:
             return []
+        # Zero-width and no-break spaces, en dashes, full-width digits are folded away first (normalise.py),
+        # so they cannot hide a value; spans are mapped back to ``original`` at the end.
+        folded = fold(original)
+        text = folded.text
 
         def check_deadline() -> None:
             if time.perf_counter() > deadline:
@@ -131,6 +136,10 @@ class PiiScanner:
                 out.extend(found)
                 if kind not in _DIGIT_KINDS:
                     for f in found:
+                        if self._allow.allows(f.entity_type, text[f.start : f.end]):
+                            # An allow-listed value claims nothing: "5425233430109903@example.com" is an
+                            # example address wrapped around a real card number, which must still be found.
+                            continue
                         i = bisect.bisect_left(claimed_starts, f.start)
                         claimed_starts.insert(i, f.start)
                         claimed_ends.insert(i, f.end)
@@ -139,7 +148,12 @@ class PiiScanner:
             raise
         except Exception as e:  # a validator or regex failure: block rather than forward unscanned
             raise PiiScanError(f"PII scan failed closed: detector error {type(e).__name__}") from e
-        return [f for f in out if self._keep(f, text, detectors)]
+        kept = [f for f in out if self._keep(f, text, detectors)]
+        if text is original:
+            return kept
+        return [
+            Finding(f.entity_type, folded.original_start(f.start), folded.original_end(f.end), f.score) for f in kept
+        ]
 
     def _keep(self, f: Finding, text: str, detectors: Mapping[str, DetectorPolicy]) -> bool:
         return f.score >= detectors[f.entity_type].threshold and not self._allow.allows(
