@@ -466,19 +466,24 @@ class Ledger:
         if not self._fd_lock.acquire(blocking=False):
             return False
         try:
-            with self._lock:
-                target, wal, tree = self._writes, self._wal, self._tree.copy()
-            if target > self._synced and wal is not None and self.healthy:
-                try:
-                    wal.sync()
-                except LedgerUnavailable as e:
-                    self._fail(e)
-                    raise
-                self._synced = max(self._synced, target)
-                self._publish_synced(tree)
+            self._sync_locked()
         finally:
             self._fd_lock.release()
         return True
+
+    def _sync_locked(self) -> None:
+        """fdatasync everything written so far; the caller holds ``_fd_lock``. On failure the ledger is failed
+        (``healthy`` False, waiters refused) and ``LedgerUnavailable`` raised."""
+        with self._lock:
+            target, wal, tree = self._writes, self._wal, self._tree.copy()
+        if target > self._synced and wal is not None and self.healthy:
+            try:
+                wal.sync()
+            except LedgerUnavailable as e:
+                self._fail(e)
+                raise
+            self._synced = max(self._synced, target)
+            self._publish_synced(tree)
 
     # -- group commit -------------------------------------------------------------------------------
 
@@ -514,16 +519,10 @@ class Ledger:
     def _sync_once(self) -> None:
         """fdatasync the active segment if anything was written since the last one (any thread)."""
         with self._fd_lock:
-            with self._lock:
-                target, wal, tree = self._writes, self._wal, self._tree.copy()
-            if target > self._synced and wal is not None and self.healthy:
-                try:
-                    wal.sync()
-                except LedgerUnavailable as e:
-                    self._fail(e)
-                else:
-                    self._synced = max(self._synced, target)
-                    self._publish_synced(tree)
+            try:
+                self._sync_locked()
+            except LedgerUnavailable:
+                pass  # the ledger is failed now: _resolve_waiters refuses every waiting intent
 
     def _publish_synced(self, tree: CompactRange) -> None:
         # Every row in ``tree`` was written before the fsync that just returned (both under self._lock).
