@@ -350,14 +350,18 @@ def quarantine_orphans(paths: StreamPaths, tree_size: int) -> list[Path]:
     return moved
 
 
-def append_line(path: Path, line: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+def _write_synced(path: Path, data: bytes, flags: int) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | flags, 0o640)
     try:
-        if os.write(fd, line) != len(line):
+        if os.write(fd, data) != len(data):
             raise OSError(f"short write to {path}")
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def append_line(path: Path, line: bytes) -> None:
+    _write_synced(path, line, os.O_APPEND)
 
 
 def write_head(paths: StreamPaths, origin: str, tree: CompactRange, signing_key: SigningKey) -> None:
@@ -371,13 +375,7 @@ def write_head(paths: StreamPaths, origin: str, tree: CompactRange, signing_key:
     note = sign_checkpoint(Checkpoint(origin, tree.size, tree.root()), signing_key)
     data = canonical_json({"note": note, "tree_size": tree.size}) + b"\n"
     tmp = paths.dir / ".head.json.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o640)
-    try:
-        if os.write(fd, data) != len(data):
-            raise OSError(f"short write to {tmp}")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    _write_synced(tmp, data, os.O_TRUNC)
     os.replace(tmp, paths.head)
     fsync_dir(paths.dir)
 
