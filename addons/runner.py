@@ -84,6 +84,10 @@ async def serve(app: Appliance, on_ready: Callable[[list[tuple[str, str, int]]],
         # Long non-stream completions can be silent for minutes; mitmproxy 12.2.1 made 600 s the default.
         tcp_timeout=int(c.upstream_timeout_s),
         keep_host_header=True,
+        # Intercepted TLS gets a leaf certificate for the client's SNI, never one copied from the real host:
+        # the appliance must not open a connection to a provider to shape a handshake (and with the lazy
+        # strategy there is none to copy from). mitmproxy's default would still look for one per connection.
+        upstream_cert=False,
         http2=True,
     )
 
