@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from nacl.signing import SigningKey
+from visionality.allocators import tune_allocators
 from visionality.commit import CommitRecord, Decision, new_commit_id
 from visionality.ledger import Ledger, open_views, run_query, verify
 from visionality.ledger.canonical import COMMIT_SCHEMA, encode_commit
@@ -298,6 +299,7 @@ def main() -> None:
         help="sys.setswitchinterval for the run; default 0.0005, what `visionality up` sets (Python's own is 0.005)",
     )
     args = p.parse_args()
+    tune_allocators()  # what `visionality up` does first: the figures are the appliance's, not pyarrow's defaults
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     if args.quick:
