@@ -397,8 +397,10 @@ class CallPath:
                 pass  # priced below from the provider's own figures
             elif call.meter is not None and aborted:
                 # A stream cut off mid-way (client gone or connection lost): the provider stops generating
-                # when the stream breaks. Input is bounded by what was sent; output is what the meter saw.
+                # when the stream breaks. Input is bounded by what was sent; output is at least one token
+                # for every content event that reached the client (the provider's count never came).
                 usage.input_tokens = max(usage.input_tokens, call.input_bound)
+                usage.output_tokens = max(usage.output_tokens, call.meter.content_events)
             elif not reached:
                 # The connection to the provider never came up (refused, DNS, TLS): nothing was sent, so
                 # nothing was billed. An outage must not burn every caller's budget at its worst case.

@@ -195,6 +195,7 @@ def test_stream_cut_off_upstream_settles_to_what_was_used(appliance: Appliance, 
     (row,) = wait_rows(appliance, "task = 'CUT-1'", 1, timeout=15)
     assert row["decision"] in ("upstream_error", "client_abort")
     assert 0 < Decimal(str(row["cost_usd"])) <= Decimal(str(row["reserved_usd"]))
+    assert row["output_tokens"] >= 3, "each content chunk that reached the client is at least one output token"
     status = json.loads(appliance.cli("budget", "status", "--key-id", _key_id(key), "--json"))
     assert Decimal(status["caps"][0]["reserved"]) == 0, "nothing stays reserved after the call ends"
     assert Decimal(status["caps"][0]["spent"]) == Decimal(str(row["cost_usd"]))

@@ -172,3 +172,46 @@ def test_upstream_request_id() -> None:
     assert upstream_request_id("openai", {"X-Request-Id": "req_abc"}) == "req_abc"
     assert upstream_request_id("anthropic", {"request-id": "req_011C", "x-request-id": "other"}) == "req_011C"
     assert upstream_request_id("anthropic", {}) is None
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "events", "content"),
+    [
+        (
+            "chat.completions",
+            [
+                'data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}',
+                'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}',
+                'data: {"choices":[{"index":0,"delta":{"content":"lo"}}]}',
+                'data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\\"a"}}]}}]}',
+            ],
+            3,
+        ),
+        (
+            "messages",
+            [
+                'event: message_start\ndata: {"type":"message_start","message":{"usage":{"input_tokens":5}}}',
+                'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":"Hi"}}',
+                "event: ping\ndata: {}",
+                'event: content_block_delta\ndata: {"type":"content_block_delta","delta":{"text":" there"}}',
+            ],
+            2,
+        ),
+        (
+            "responses",
+            [
+                'event: response.created\ndata: {"type":"response.created"}',
+                'event: response.output_text.delta\ndata: {"delta":"Hi"}',
+                'event: response.function_call_arguments.delta\ndata: {"delta":"{"}',
+            ],
+            2,
+        ),
+    ],
+)
+def test_content_events_are_counted_for_a_stream_cut_off(endpoint: str, events: list[str], content: int) -> None:
+    """A stream cut off before the usage event: each content event that passed is at least one output token."""
+    provider = "anthropic" if endpoint == "messages" else "openai"
+    m = stream_meter(provider, endpoint, content_encoding=None, strip_injected_usage=False)
+    m.feed(("\n\n".join(events) + "\n\n").encode())
+    usage = m.finish()
+    assert m.content_events == content and not usage.complete

@@ -33,6 +33,24 @@ a few hundred bytes; anything near this is not a chat stream)."""
 PROVIDERS = {"openai", "anthropic"}
 
 
+def _carries_content(ev: SSEEvent) -> bool:
+    """Whether an event delivers generated output, without parsing its JSON (this runs for every event).
+
+    Anthropic ``content_block_delta``; Responses ``response.*.delta`` (output text, function arguments,
+    reasoning); chat chunks whose delta holds content or tool-call arguments (not role-only or usage chunks).
+    """
+    name = ev.event
+    if name is not None:
+        return name == "content_block_delta" or (name.startswith("response.") and name.endswith(".delta"))
+    data = ev.data
+    if '"delta"' not in data:
+        return False
+    return any(f'"{key}":"' in data and f'"{key}":""' not in data for key in _CONTENT_KEYS)
+
+
+_CONTENT_KEYS = ("content", "arguments", "text")
+
+
 class StreamMeter:
     """Counts usage in one streamed response; see the module doc."""
 
@@ -46,6 +64,7 @@ class StreamMeter:
         "_metering",
         "_parser",
         "_usage",
+        "content_events",
         "first_byte_at",
         "notes",
     )
@@ -55,6 +74,9 @@ class StreamMeter:
         self._usage = Usage()
         self.notes = Notes()
         self.first_byte_at: float | None = None
+        # Events that carried generated content (text, tool-call arguments) as they passed: each is at least one
+        # output token, the floor for a stream cut off before the provider's usage arrived.
+        self.content_events = 0
         self._parser = SSEParser()
         self._held = bytearray()
         self._ended = False
@@ -119,6 +141,8 @@ class StreamMeter:
     # -- internals ------------------------------------------------------------------------------------
 
     def _on_event(self, ev: SSEEvent) -> bool:
+        if _carries_content(ev):
+            self.content_events += 1
         try:
             return self._handler(ev, self._usage, self.notes)
         except ValueError as e:  # json.JSONDecodeError included
