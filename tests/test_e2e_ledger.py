@@ -168,3 +168,26 @@ def test_unwritable_ledger_refuses_with_503(make_appliance: Any, provider: FakeP
         assert len(provider.requests()) == before
     finally:
         subprocess.run(["chattr", "-R", "-i", str(ledger)], check=False)
+
+
+def test_the_ledger_holds_no_prompt_completion_provider_key_or_envelope(
+    appliance: Appliance, provider: FakeProviderProc
+) -> None:
+    """Issue 3 "never in the ledger": every byte under the ledger directory, WAL and sealed files alike."""
+    from .harness import OPENAI_KEY
+
+    marker = "zebra-quartz-7c1f"  # a prompt word no metadata field could contain
+    key = appliance.key(task="SEC-1")
+    out = appliance.openai(key).chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": f"say {marker}"}], max_tokens=20
+    )
+    completion = out.choices[0].message.content or ""
+    assert completion
+    appliance.stop()  # seals what is pending: the Parquet files are checked too
+    appliance.start()
+    blobs = b"".join(p.read_bytes() for p in (appliance.home / "ledger").rglob("*") if p.is_file())
+    assert b"parquet" in b"".join(p.name.encode() for p in (appliance.home / "ledger").rglob("*.parquet"))
+    for secret in (marker, completion, OPENAI_KEY, key, key.split(".")[2]):
+        assert secret.encode() not in blobs, f"{secret[:20]}... is in the ledger"
+    (row,) = appliance.query("SELECT key_id, envelope_digest FROM commits WHERE task = 'SEC-1'")
+    assert row["key_id"] and len(row["envelope_digest"]) == 64
