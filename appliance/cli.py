@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import json
 import logging
@@ -338,6 +339,12 @@ async def _run(config: Config) -> None:
     # request waits: switch every 0.5 ms (measured in bench/bench_ledger.py --switch-interval).
     sys.setswitchinterval(0.0005)
     app = await assemble(config)
+    # Start-up leaves ~210k tracked objects (Presidio's recognizers, phonenumbers' metadata, mitmproxy) that
+    # live as long as the process. A full collection walks them all: ~80 ms measured here, a pause every
+    # request in flight would wait out. gc.freeze() moves them to a permanent generation the collector skips
+    # (CPython docs, gc.freeze; the same use as Instagram's "Dismissing Python Garbage Collection").
+    gc.collect()
+    gc.freeze()
 
     run_file = config.home.listeners_path(config.appliance_id)
 
