@@ -147,14 +147,7 @@ def test_unbilled_endpoint_leaves_a_durable_intent_too(tmp_path: Path, monkeypat
 
     async def go() -> None:
         async with appliance(home, monkeypatch) as app:
-            p = app.callpath
-            call = p.begin(None)
-            p.routed(call, route_base_url("GET", "/v1/models", None), None)
-            p.identify(call, _headers(key))
-            p.read_body(call, "GET", None, b"")
-            p.screen(call)
-            await p.reserve(call)
-            await p.intent(call)
+            call = await _reserved(app, key, "/v1/models", None)
             assert call.record.commit_id in app.ledger._open_intents
 
     run(go)
@@ -163,13 +156,18 @@ def test_unbilled_endpoint_leaves_a_durable_intent_too(tmp_path: Path, monkeypat
 # -- settlement without the provider's usage, and the bound's holes (audit 2026-12) -------------------
 
 
-async def _reserved(app: Any, key: str, path: str, body: dict[str, Any]) -> Call:
-    """A call through every gate up to the durable intent, as the addons drive it before forwarding."""
+async def _reserved(app: Any, key: str, path: str, body: dict[str, Any] | None) -> Call:
+    """A call through every gate up to the durable intent, as the addons drive it before forwarding
+    (``body`` None: a GET without a body)."""
     p = app.callpath
     call = p.begin(None)
-    p.routed(call, route_base_url("POST", path, None), None)
+    method = "GET" if body is None else "POST"
+    p.routed(call, route_base_url(method, path, None), None)
     p.identify(call, _headers(key))
-    p.read_body(call, "POST", "application/json", json.dumps(body).encode())
+    if body is None:
+        p.read_body(call, method, None, b"")
+    else:
+        p.read_body(call, method, "application/json", json.dumps(body).encode())
     p.screen(call)
     await p.reserve(call)
     await p.intent(call)
